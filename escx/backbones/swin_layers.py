@@ -1,0 +1,175 @@
+"""Swin transformer blocks over (frequency, time) patch grids (ESC.md 1.4).
+
+Swin-v1 style: pre-norm blocks, 4x4 windows, cyclic shift by 2 on odd blocks with the standard
+3x3 region mask (-100 on masked logits), a learned relative position bias, MLP ratio 4, no
+dropout. Attention goes through ``scaled_dot_product_attention`` with the bias and mask as one
+additive mask. Maps are channels-last (B, H, W, C); grids are zero-padded at the bottom/right to a
+multiple of the window after the first LayerNorm, as in Swin v1 (pad tokens are not masked in
+unshifted windows).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from escx.backbones.patching import PatchMerge, PatchSplit
+
+
+def relative_position_index(window: int) -> Tensor:
+    """(window^2, window^2) index into the (2 window - 1)^2 bias table, Swin's standard layout."""
+    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij"))
+    coords = coords.flatten(1)
+    relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)
+    return relative[..., 0] * (2 * window - 1) + relative[..., 1]
+
+
+def shift_mask(
+    padded_h: int, padded_w: int, window: int, shift: int, device: torch.device
+) -> Tensor:
+    """Additive mask (num_windows, window^2, window^2): 0 inside a region, -100 across regions."""
+    labels = torch.zeros(padded_h, padded_w, device=device)
+    count = 0
+    bounds = ((0, -window), (-window, -shift), (-shift, None))
+    for h0, h1 in bounds:
+        for w0, w1 in bounds:
+            labels[slice(h0, h1), slice(w0, w1)] = count
+            count += 1
+    windows = labels.view(padded_h // window, window, padded_w // window, window)
+    windows = windows.permute(0, 2, 1, 3).reshape(-1, window * window)
+    diff = windows[:, None, :] - windows[:, :, None]
+    return torch.where(diff != 0, -100.0, 0.0)
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside windows with a relative position bias."""
+
+    def __init__(self, dim: int, heads: int, window: int) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(
+                f"width {dim} is not divisible by {heads} heads; change the heads list"
+            )
+        self.heads, self.window = heads, window
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.register_buffer(
+            "relative_position_index", relative_position_index(window), persistent=False
+        )
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        """(B, num_windows, N, C) -> same shape; ``mask`` is (num_windows, N, N) or None."""
+        b, nw, n, c = x.shape
+        qkv = self.qkv(x).view(b, nw, n, 3, self.heads, c // self.heads).permute(3, 0, 1, 4, 2, 5)
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        bias = bias.view(n, n, self.heads).permute(2, 0, 1)  # (heads, N, N)
+        attn_mask = bias if mask is None else bias + mask[:, None]
+        out = F.scaled_dot_product_attention(
+            qkv[0], qkv[1], qkv[2], attn_mask=attn_mask.to(x.dtype)
+        )
+        return self.proj(out.transpose(2, 3).reshape(b, nw, n, c))
+
+
+class FeedForward(nn.Module):
+    """Linear(d, ratio d) -> GELU -> Linear(ratio d, d)."""
+
+    def __init__(self, dim: int, ratio: float) -> None:
+        super().__init__()
+        self.linear_1 = nn.Linear(dim, int(dim * ratio))
+        self.linear_2 = nn.Linear(int(dim * ratio), dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear_2(F.gelu(self.linear_1(x)))
+
+
+class SwinBlock(nn.Module):
+    """Pre-norm (shifted-)window attention block: x + WMSA(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, dim: int, heads: int, window: int, shift: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.window, self.shift = window, shift
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, heads, window)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = FeedForward(dim, mlp_ratio)
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        """(B, H, W, C) -> (B, H, W, C); ``mask`` is the shift mask for the padded grid."""
+        b, h, w, c = x.shape
+        ws = self.window
+        y = self.norm1(x)
+        pad_h, pad_w = (-h) % ws, (-w) % ws
+        if pad_h or pad_w:
+            y = F.pad(y, (0, 0, 0, pad_w, 0, pad_h))
+        hp, wp = h + pad_h, w + pad_w
+        if self.shift:
+            y = torch.roll(y, shifts=(-self.shift, -self.shift), dims=(1, 2))
+        y = y.view(b, hp // ws, ws, wp // ws, ws, c).permute(0, 1, 3, 2, 4, 5)
+        y = self.attn(y.reshape(b, -1, ws * ws, c), mask if self.shift else None)
+        y = y.view(b, hp // ws, wp // ws, ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, c)
+        if self.shift:
+            y = torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))
+        if pad_h or pad_w:
+            y = y[:, :h, :w]
+        x = x + y
+        return x + self.mlp(self.norm2(x))
+
+
+class SwinStage(nn.Module):
+    """``depth`` Swin blocks at the input width, then an optional patch merge or split.
+
+    Blocks alternate plain and shifted windows (shift = window // 2 on odd blocks).
+
+    Args:
+        dim: width of the blocks.
+        out_dim: width after the scaling layer.
+        heads: attention heads.
+        depth: number of blocks.
+        window: window side (4 in ESC).
+        mlp_ratio: MLP expansion (4 in ESC).
+        scale: "down" (PatchMerge, halves frequency), "up" (PatchSplit, doubles it) or None.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        out_dim: int,
+        heads: int,
+        depth: int,
+        window: int = 4,
+        mlp_ratio: float = 4.0,
+        scale: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.window, self.shift = window, window // 2
+        self.blocks = nn.ModuleList(
+            SwinBlock(dim, heads, window, 0 if i % 2 == 0 else window // 2, mlp_ratio)
+            for i in range(depth)
+        )
+        scalers = {"down": PatchMerge, "up": PatchSplit}
+        if scale is not None and scale not in scalers:
+            raise ValueError(f"scale must be 'down', 'up' or None, got {scale!r}")
+        if scale is None and out_dim != dim:
+            raise ValueError(f"a stage without scaling keeps its width: {dim} != {out_dim}")
+        self.scale = scalers[scale](dim, out_dim) if scale else None
+        self._masks: dict[tuple, Tensor] = {}
+
+    def _mask(self, h: int, w: int, device: torch.device) -> Tensor | None:
+        if len(self.blocks) < 2:
+            return None
+        ws = self.window
+        key = (h + (-h) % ws, w + (-w) % ws, device)
+        if key not in self._masks:
+            self._masks.clear()  # grids change with input length; keep only the latest
+            self._masks[key] = shift_mask(key[0], key[1], ws, self.shift, device)
+        return self._masks[key]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, H, W, C) -> (B, H', W, C_out)."""
+        mask = self._mask(x.shape[1], x.shape[2], x.device)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.scale(x) if self.scale is not None else x
