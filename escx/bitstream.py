@@ -1,0 +1,384 @@
+"""The ``.escx`` file format: a versioned, checksummed, truncatable container for codec codes.
+
+A file is a 36-byte header followed by one block per stream, **coarsest stream first**. Each block
+holds the codes of one stream bit-packed at ``bits_per_code`` bits each, zero-padded to a whole
+byte, then a CRC32 of the block. All blocks of a file have the same size, so the header alone
+gives the file size and ``header + first k blocks`` is the payload of a k-stream file: lowering the
+bitrate (ESC's cross-scale RVQ decodes any prefix of streams, see ESC.md) is a header rewrite plus
+a cut, never a re-encode. The byte layout, bit order and versioning policy are in
+docs/bitstream.md; every reader error is a :class:`BitstreamError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import struct
+import tempfile
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+MAGIC = b"ESCX"
+FORMAT_VERSION = 1
+FINGERPRINT_SIZE = 8
+# Header: magic, these fields in this order, then a CRC32 of all of them. Kept at 36 bytes so that
+# 10 s at 9 kbps (11,250 payload bytes plus 6 block CRCs) fits the 11,314-byte budget.
+_LAYOUT = ("version", "bits_per_code", "num_streams", "num_groups", "sample_rate", "num_samples")
+_LAYOUT += ("num_frames", "fingerprint")
+_HEADER_BODY = struct.Struct(f"<4sBBBBIQI{FINGERPRINT_SIZE}s")
+_CRC = struct.Struct("<I")
+HEADER_SIZE = _HEADER_BODY.size + _CRC.size
+_LIMITS = {  # field -> (min, max) allowed by the layout
+    "bits_per_code": (1, 16),
+    "num_streams": (1, 255),
+    "num_groups": (1, 255),
+    "sample_rate": (1, 2**32 - 1),
+    "num_samples": (0, 2**64 - 1),
+    "num_frames": (0, 2**32 - 1),
+}
+
+
+class BitstreamError(ValueError):
+    """An ``.escx`` file or its inputs are invalid (bad magic, checksum, truncation, ...)."""
+
+
+@dataclass(frozen=True)
+class EscxHeader:
+    """Fixed-size header of an ``.escx`` file (little-endian, see docs/bitstream.md).
+
+    Attributes:
+        sample_rate: audio sample rate in Hz.
+        num_samples: length of the original audio in samples (the decoder trims to it).
+        num_streams: number of stream blocks that follow (1..255), coarsest first.
+        num_groups: product-VQ groups per stream and frame (1..255).
+        bits_per_code: bits per code, log2 of the codebook size (1..16).
+        num_frames: codec frames per stream.
+        fingerprint: ``FINGERPRINT_SIZE`` bytes identifying the model that made the codes.
+        version: format version; only ``FORMAT_VERSION`` is written.
+    """
+
+    sample_rate: int
+    num_samples: int
+    num_streams: int
+    num_groups: int
+    bits_per_code: int
+    num_frames: int
+    fingerprint: bytes
+    version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        for name, (lo, hi) in _LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise BitstreamError(f"{name} must be an int, got {type(value).__name__}")
+            if not lo <= value <= hi:
+                raise BitstreamError(f"{name}={value} is out of range; it must be in {lo}..{hi}")
+            object.__setattr__(self, name, int(value))  # numpy ints -> plain ints
+        if not isinstance(self.fingerprint, bytes) or len(self.fingerprint) != FINGERPRINT_SIZE:
+            raise BitstreamError(
+                f"fingerprint must be {FINGERPRINT_SIZE} bytes, got {self.fingerprint!r}; "
+                "compute it with fingerprint_state_dict(model.state_dict())"
+            )
+        if self.version != FORMAT_VERSION:
+            raise BitstreamError(f"version must be {FORMAT_VERSION}, got {self.version}")
+
+    @property
+    def codes_per_stream(self) -> int:
+        """Codes in one stream block (groups x frames)."""
+        return self.num_groups * self.num_frames
+
+    @property
+    def block_payload_bytes(self) -> int:
+        """Bytes of packed codes in one stream block (padded to a whole byte)."""
+        return (self.codes_per_stream * self.bits_per_code + 7) // 8
+
+    @property
+    def block_bytes(self) -> int:
+        """Bytes of one stream block: packed codes plus its 4-byte CRC32."""
+        return self.block_payload_bytes + _CRC.size
+
+    @property
+    def file_size(self) -> int:
+        """Exact size in bytes of a complete file with this header."""
+        return HEADER_SIZE + self.num_streams * self.block_bytes
+
+    def to_bytes(self) -> bytes:
+        """Serialise to exactly ``HEADER_SIZE`` bytes (fields, then CRC32 of the fields)."""
+        body = _HEADER_BODY.pack(MAGIC, *(getattr(self, name) for name in _LAYOUT))
+        return body + _CRC.pack(zlib.crc32(body))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> EscxHeader:
+        """Parse and verify the header at the start of ``data`` (may be a whole file).
+
+        Raises:
+            BitstreamError: bad magic, newer or invalid version, truncated header, checksum
+                mismatch or invalid field values.
+        """
+        data = bytes(data[:HEADER_SIZE])
+        if not data:
+            raise BitstreamError("not an .escx file (it is empty); pass a file made by escx")
+        if data[:4] != MAGIC[: len(data)]:
+            raise BitstreamError("not an .escx file (bad magic bytes); pass a file made by escx")
+        if len(data) > 4 and data[4] > FORMAT_VERSION:
+            raise BitstreamError(
+                f"made by a newer escx (format version {data[4]}, this escx reads up to "
+                f"{FORMAT_VERSION}); upgrade escx to read it"
+            )
+        if len(data) < HEADER_SIZE:
+            raise BitstreamError(
+                f"truncated: file has {len(data)} bytes, shorter than the {HEADER_SIZE}-byte "
+                "header; the file was cut short, compress again or re-copy it"
+            )
+        (stored_crc,) = _CRC.unpack_from(data, _HEADER_BODY.size)
+        if zlib.crc32(data[: _HEADER_BODY.size]) != stored_crc:
+            raise BitstreamError("corrupted: header checksum mismatch; the file is damaged")
+        fields = dict(zip(_LAYOUT, _HEADER_BODY.unpack_from(data)[1:], strict=True))
+        try:
+            return cls(**fields)
+        except BitstreamError as err:
+            raise BitstreamError(f"corrupted: invalid header ({err})") from None
+
+
+def fingerprint_state_dict(state_dict: Mapping[str, Any]) -> bytes:
+    """Hash a model's parameters into a ``FINGERPRINT_SIZE``-byte fingerprint.
+
+    The hash (BLAKE2b) covers every entry's name, dtype, shape and raw values in sorted-name
+    order, so two models differing in any parameter almost surely get different fingerprints,
+    while the same weights always give the same one.
+
+    Args:
+        state_dict: ``model.state_dict()``; tensors, arrays or other values (hashed by ``repr``).
+
+    Returns:
+        ``FINGERPRINT_SIZE`` bytes to pass to :func:`encode_bitstream`.
+    """
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"expected a state dict (mapping), got {type(state_dict).__name__}")
+    digest = hashlib.blake2b(digest_size=FINGERPRINT_SIZE, person=b"escx-model")
+    for name in sorted(state_dict):
+        value = state_dict[name]
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            meta = f"{tensor.dtype}{tuple(tensor.shape)}"
+            raw = tensor.reshape(-1).view(torch.uint8).numpy().tobytes()
+        elif isinstance(value, np.ndarray):
+            meta, raw = f"{value.dtype}{value.shape}", np.ascontiguousarray(value).tobytes()
+        else:  # e.g. `_extra_state` entries
+            meta, raw = type(value).__name__, repr(value).encode()
+        for part in (name.encode(), meta.encode(), raw):
+            digest.update(len(part).to_bytes(8, "little") + part)  # length-prefixed: unambiguous
+    return digest.digest()
+
+
+def encode_bitstream(
+    codes: np.ndarray | torch.Tensor,
+    *,
+    sample_rate: int,
+    num_samples: int,
+    bits_per_code: int,
+    fingerprint: bytes,
+) -> bytes:
+    """Pack codes into an ``.escx`` file.
+
+    Args:
+        codes: integer codes of shape (streams, groups, frames), stream 0 the coarsest, each in
+            ``0 .. 2**bits_per_code - 1``.
+        sample_rate: audio sample rate in Hz.
+        num_samples: length of the original audio in samples.
+        bits_per_code: bits per code, log2 of the codebook size (1..16).
+        fingerprint: model fingerprint from :func:`fingerprint_state_dict`.
+
+    Returns:
+        The file bytes: header, then one CRC-protected block per stream.
+
+    Raises:
+        BitstreamError: wrong shape or dtype, codes out of range, or header fields out of range.
+    """
+    if isinstance(codes, torch.Tensor):
+        codes = codes.detach().cpu().numpy()
+    codes = np.asarray(codes)
+    if codes.ndim != 3:
+        raise BitstreamError(f"codes must have shape (streams, groups, frames), got {codes.shape}")
+    if codes.dtype == np.bool_ or not np.issubdtype(codes.dtype, np.integer):
+        raise BitstreamError(f"codes must be integers, got dtype {codes.dtype}")
+    streams, groups, frames = codes.shape
+    header = EscxHeader(
+        sample_rate, num_samples, streams, groups, bits_per_code, frames, fingerprint
+    )
+    if codes.size and (codes.min() < 0 or codes.max() >= 2**bits_per_code):
+        raise BitstreamError(
+            f"codes out of range for bits_per_code={bits_per_code}: found values in "
+            f"{codes.min()}..{codes.max()}, allowed 0..{2**bits_per_code - 1}; "
+            "pass bits_per_code = log2(codebook size)"
+        )
+    # Frame-major within a stream: all groups of frame 0, then frame 1, ... (docs/bitstream.md).
+    flat = np.ascontiguousarray(codes.transpose(0, 2, 1)).reshape(streams, -1).astype(">u2")
+    bits = np.unpackbits(flat.view(np.uint8).reshape(streams, -1, 2), axis=2)  # (S, N, 16) MSB 1st
+    bits = bits[:, :, 16 - bits_per_code :].reshape(streams, -1)
+    packed = np.packbits(bits, axis=1)  # zero-pads each stream to a whole byte
+    blocks = [header.to_bytes()]
+    for k in range(streams):
+        payload = packed[k].tobytes()
+        blocks += [payload, _CRC.pack(_block_crc(k, payload))]
+    return b"".join(blocks)
+
+
+def read_header(data: bytes) -> EscxHeader:
+    """Parse and verify the header of a complete file and check the file's length.
+
+    Raises:
+        BitstreamError: any header error, or a file shorter or longer than the header says.
+    """
+    header = EscxHeader.from_bytes(data)
+    if len(data) < header.file_size:
+        whole = max(0, (len(data) - HEADER_SIZE) // header.block_bytes)
+        raise BitstreamError(
+            f"truncated: header says {header.num_streams} streams ({header.file_size} bytes) but "
+            f"the file has {len(data)} bytes ({whole} complete streams); re-copy the file, or "
+            "use truncate_bitstream on the complete file to drop streams"
+        )
+    if len(data) > header.file_size:
+        raise BitstreamError(
+            f"corrupted: {len(data) - header.file_size} unexpected bytes after the last stream "
+            f"(expected {header.file_size} bytes); the file is damaged"
+        )
+    return header
+
+
+def decode_bitstream(
+    data: bytes, *, expected_fingerprint: bytes | None = None
+) -> tuple[EscxHeader, np.ndarray]:
+    """Verify and unpack an ``.escx`` file.
+
+    Args:
+        data: the file bytes.
+        expected_fingerprint: if given, the fingerprint of the model about to decode; a file made
+            by another model is rejected instead of decoding to garbage.
+
+    Returns:
+        ``(header, codes)`` with codes int64 of shape (streams, groups, frames).
+
+    Raises:
+        BitstreamError: bad magic, newer version, checksum mismatch, truncation, fingerprint
+            mismatch.
+    """
+    header = read_header(data)
+    if expected_fingerprint is not None and header.fingerprint != expected_fingerprint:
+        raise BitstreamError(
+            f"made by a different model (fingerprint {header.fingerprint.hex()}, this model "
+            f"{bytes(expected_fingerprint).hex()}); decompress with the model that compressed it"
+        )
+    payloads = np.frombuffer(_verified_payloads(data, header, header.num_streams), np.uint8)
+    streams, n, b = header.num_streams, header.codes_per_stream, header.bits_per_code
+    bits = np.unpackbits(payloads.reshape(streams, header.block_payload_bytes), axis=1)
+    if bits[:, n * b :].any():
+        raise BitstreamError("corrupted: non-zero padding bits after the codes; file is damaged")
+    wide = np.zeros((streams, n, 16), np.uint8)
+    wide[:, :, 16 - b :] = bits[:, : n * b].reshape(streams, n, b)
+    values = (
+        np.packbits(wide, axis=2).view(">u2").reshape(streams, header.num_frames, header.num_groups)
+    )
+    return header, values.transpose(0, 2, 1).astype(np.int64)
+
+
+def truncate_bitstream(data: bytes, streams: int) -> bytes:
+    """Keep only the first (coarsest) ``streams`` streams of a file, without re-encoding.
+
+    The result is the header with its stream count (and checksum) rewritten, followed by the first
+    ``streams`` blocks unchanged: identical to encoding only those streams.
+
+    Raises:
+        BitstreamError: ``streams`` outside ``1..available``, or the input file is invalid.
+    """
+    header = read_header(data)
+    if isinstance(streams, bool) or not isinstance(streams, int | np.integer):
+        raise BitstreamError(f"streams must be an int, got {type(streams).__name__}")
+    if not 1 <= streams <= header.num_streams:
+        raise BitstreamError(
+            f"cannot keep {streams} streams: the file has {header.num_streams}; "
+            f"choose 1..{header.num_streams}"
+        )
+    kept = _verified_payloads(data, header, streams, keep_crc=True)
+    return dataclasses.replace(header, num_streams=int(streams)).to_bytes() + kept
+
+
+def write_escx(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a complete file or, on any failure, no new file.
+
+    Writes a temporary file in the same directory, fsyncs it and renames it over ``path``, so a
+    crash or full disk never leaves a partial ``.escx`` file (an existing file stays untouched).
+
+    Raises:
+        BitstreamError: ``data`` is not a valid ``.escx`` file.
+        FileNotFoundError: the target directory does not exist.
+    """
+    read_header(data)  # refuse to write something that could not be read back
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"directory {path.parent} does not exist; create it first")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(tmp, _new_file_mode(path))  # mkstemp makes 0600; match a normal new file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    logger.debug("wrote %d bytes to %s", len(data), path)
+
+
+def read_escx(path: str | os.PathLike[str]) -> bytes:
+    """Read the raw bytes of an ``.escx`` file (verify them with :func:`decode_bitstream`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist or is not a file; check the path")
+    return path.read_bytes()
+
+
+def _block_crc(stream: int, payload: bytes) -> int:
+    # Seeded with the stream index so that reordered or duplicated blocks are detected too.
+    return zlib.crc32(payload, zlib.crc32(bytes([stream])))
+
+
+def _verified_payloads(
+    data: bytes, header: EscxHeader, streams: int, keep_crc: bool = False
+) -> bytes:
+    """Check the CRC of the first ``streams`` blocks; return their payloads (with CRCs if asked)."""
+    view, size, out = memoryview(data), header.block_payload_bytes, []
+    for k in range(streams):
+        start = HEADER_SIZE + k * header.block_bytes
+        payload = view[start : start + size]
+        (stored,) = _CRC.unpack_from(view, start + size)
+        if _block_crc(k, payload) != stored:
+            raise BitstreamError(
+                f"corrupted: stream {k + 1} checksum mismatch; the file is damaged "
+                f"(truncate_bitstream(data, {k}) keeps the intact coarser streams)"
+                if k
+                else "corrupted: stream 1 checksum mismatch; the file is damaged"
+            )
+        out.append(view[start : start + header.block_bytes] if keep_crc else payload)
+    return b"".join(out)
+
+
+def _new_file_mode(path: Path) -> int:
+    # Keep an existing file's mode; else what open() would give. Reading the umask means setting
+    # it for an instant; a file another thread creates in that instant would get mode 0666.
+    if path.exists():
+        return path.stat().st_mode & 0o7777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
