@@ -1,0 +1,201 @@
+"""Reconstruction losses: ESC's complex-STFT and multi-scale mel losses, plus auraloss's MR-STFT.
+
+Every loss is an ``nn.Module`` whose ``forward`` returns a scalar (mean over the batch). The keys of
+:data:`RECONSTRUCTION_LOSSES` are the names used in a ``loss_weights`` map and in logged metric
+names (``train/loss/mel``). ESC's weights are in ``ESC.md`` 3.5: non-adversarial stft 1.0 and
+mel 0.25; adversarial stft 0.0 and mel 15.0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import auraloss
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from escx.mel import ESC_MEL_BANDS, ESC_MEL_WINDOWS, MultiScaleMel
+
+
+def _check_same_shape(name: str, pred: Tensor, target: Tensor, ndim: int, layout: str) -> None:
+    if pred.shape != target.shape or pred.dim() != ndim:
+        raise ValueError(
+            f"{name} expects prediction and target of the same shape {layout}, got "
+            f"{tuple(pred.shape)} and {tuple(target.shape)}; trim the output to the input length"
+        )
+
+
+def power_law_compress(x: Tensor, power: float = 0.3, eps: float = 1e-10) -> Tensor:
+    """Compress magnitudes elementwise while keeping signs: ``sign(x) * (|x| + eps) ** power``.
+
+    Applied to the real and imaginary parts separately (ESC.md 3.5), not to the complex modulus.
+    """
+    return torch.sign(x) * (x.abs() + eps) ** power
+
+
+class ComplexSTFTLoss(nn.Module):
+    """ESC's complex spectrum loss: MSE between power-law compressed real/imag parts.
+
+    Args:
+        power: compression exponent (ESC: 0.3).
+        eps: added to ``|x|`` before the power (ESC: 1e-10).
+    """
+
+    def __init__(self, power: float = 0.3, eps: float = 1e-10) -> None:
+        super().__init__()
+        self.power = power
+        self.eps = eps
+
+    def forward(self, pred_spec: Tensor, target_spec: Tensor) -> Tensor:
+        """Compute the loss.
+
+        Args:
+            pred_spec: decoder's predicted spectrum before the iSTFT, ``(B, 2, F, T)`` (real and
+                imaginary parts as channels) or complex ``(B, F, T)``.
+            target_spec: STFT of the input audio, same layout.
+
+        Returns:
+            Scalar: mean over batch, channels, frequency and time.
+        """
+        if pred_spec.is_complex():
+            pred_spec = torch.view_as_real(pred_spec).movedim(-1, 1)
+        if target_spec.is_complex():
+            target_spec = torch.view_as_real(target_spec).movedim(-1, 1)
+        _check_same_shape("ComplexSTFTLoss", pred_spec, target_spec, 4, "(B, 2, F, T)")
+        if pred_spec.shape[1] != 2:
+            raise ValueError(
+                f"ComplexSTFTLoss expects real and imaginary parts on dim 1 (B, 2, F, T), got "
+                f"{tuple(pred_spec.shape)}"
+            )
+        # fp32: (|x| + 1e-10) ** 0.3 underflows in bf16/fp16.
+        with torch.autocast(device_type=pred_spec.device.type, enabled=False):
+            pred = power_law_compress(pred_spec.float(), self.power, self.eps)
+            target = power_law_compress(target_spec.float(), self.power, self.eps)
+            return F.mse_loss(pred, target)
+
+
+class MultiScaleMelLoss(nn.Module):
+    """ESC's multi-scale mel loss: per scale ``L1(mel) + L1(log10(clamp(mel, eps) ** 2))``.
+
+    The terms are summed over the scales (ESC.md 3.5); each L1 is a mean over batch, bands and
+    frames. ESC keeps the linear-magnitude term (``linear_weight=1``); DAC's configs drop it
+    (``linear_weight=0``).
+
+    Args:
+        sample_rate: sampling rate in Hz.
+        windows: STFT window sizes, one per scale.
+        n_mels: mel bands, one per scale.
+        linear_weight: weight of the linear-magnitude L1 term.
+        log_weight: weight of the log-magnitude L1 term.
+        clamp_eps: floor on mel magnitudes before the log.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        windows: Sequence[int] = ESC_MEL_WINDOWS,
+        n_mels: Sequence[int] = ESC_MEL_BANDS,
+        linear_weight: float = 1.0,
+        log_weight: float = 1.0,
+        clamp_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        self.mel = MultiScaleMel(sample_rate, windows, n_mels)
+        self.linear_weight = linear_weight
+        self.log_weight = log_weight
+        self.clamp_eps = clamp_eps
+
+    def forward(self, pred_audio: Tensor, target_audio: Tensor) -> Tensor:
+        """Compute the loss.
+
+        Args:
+            pred_audio: reconstruction ``(B, L)``.
+            target_audio: input audio ``(B, L)``.
+
+        Returns:
+            Scalar loss (float32).
+        """
+        _check_same_shape("MultiScaleMelLoss", pred_audio, target_audio, 2, "(B, L)")
+        pred_mels = self.mel(pred_audio)
+        # The target is data: keeping it out of the graph halves the backward pass (the STFT
+        # backward dominates this loss's cost).
+        with torch.set_grad_enabled(torch.is_grad_enabled() and target_audio.requires_grad):
+            target_mels = self.mel(target_audio)
+        loss = pred_mels[0].new_zeros(())
+        for pred, target in zip(pred_mels, target_mels, strict=True):
+            if self.linear_weight:
+                loss = loss + self.linear_weight * F.l1_loss(pred, target)
+            if self.log_weight:
+                log_pred = pred.clamp(min=self.clamp_eps).pow(2).log10()
+                log_target = target.clamp(min=self.clamp_eps).pow(2).log10()
+                loss = loss + self.log_weight * F.l1_loss(log_pred, log_target)
+        return loss
+
+
+class MultiResolutionSTFTLoss(nn.Module):
+    """Multi-resolution STFT loss (spectral convergence + log magnitude), backed by auraloss.
+
+    The Parallel-WaveGAN / EnCodec style spectral loss, for codecs other than ESC. It uses
+    linear-frequency STFTs only: auraloss's mel option needs librosa, which escx does not
+    depend on (use :class:`MultiScaleMelLoss` for mel losses).
+
+    Args:
+        fft_sizes: FFT size per resolution.
+        hop_sizes: hop size per resolution.
+        win_lengths: window length per resolution.
+        w_sc: weight of the spectral convergence term.
+        w_log_mag: weight of the L1 log-magnitude term.
+        w_lin_mag: weight of the L1 linear-magnitude term.
+    """
+
+    def __init__(
+        self,
+        fft_sizes: Sequence[int] = (1024, 2048, 512),
+        hop_sizes: Sequence[int] = (120, 240, 50),
+        win_lengths: Sequence[int] = (600, 1200, 240),
+        w_sc: float = 1.0,
+        w_log_mag: float = 1.0,
+        w_lin_mag: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not len(fft_sizes) == len(hop_sizes) == len(win_lengths):
+            raise ValueError(
+                "MultiResolutionSTFTLoss needs as many hop_sizes and win_lengths as fft_sizes, got "
+                f"{len(fft_sizes)}, {len(hop_sizes)}, {len(win_lengths)}"
+            )
+        if any(w > n for w, n in zip(win_lengths, fft_sizes, strict=True)):
+            raise ValueError(
+                f"MultiResolutionSTFTLoss win_lengths {tuple(win_lengths)} must not exceed "
+                f"fft_sizes {tuple(fft_sizes)}"
+            )
+        self.loss = auraloss.freq.MultiResolutionSTFTLoss(
+            fft_sizes=list(fft_sizes),
+            hop_sizes=list(hop_sizes),
+            win_lengths=list(win_lengths),
+            w_sc=w_sc,
+            w_log_mag=w_log_mag,
+            w_lin_mag=w_lin_mag,
+        )
+
+    def forward(self, pred_audio: Tensor, target_audio: Tensor) -> Tensor:
+        """Compute the loss.
+
+        Args:
+            pred_audio: reconstruction ``(B, L)``.
+            target_audio: input audio ``(B, L)``.
+
+        Returns:
+            Scalar loss (float32), averaged over the resolutions.
+        """
+        _check_same_shape("MultiResolutionSTFTLoss", pred_audio, target_audio, 2, "(B, L)")
+        with torch.autocast(device_type=pred_audio.device.type, enabled=False):
+            return self.loss(pred_audio.float()[:, None], target_audio.float()[:, None])
+
+
+# Loss-weight names (the keys of ``loss_weights``) -> loss classes.
+RECONSTRUCTION_LOSSES: dict[str, type[nn.Module]] = {
+    "stft": ComplexSTFTLoss,
+    "mel": MultiScaleMelLoss,
+    "mrstft": MultiResolutionSTFTLoss,
+}
