@@ -78,7 +78,7 @@ class ConvEncoder(Encoder):
         patch_size: (frequency, time) patch of the embedding.
         dims: widths, fine to coarse.
         kernel_size: conv kernel (frequency, time).
-        depth: residual units per stage.
+        residual_units: residual units per stage (``conv_depth`` in the reference).
     """
 
     def __init__(
@@ -87,7 +87,7 @@ class ConvEncoder(Encoder):
         patch_size: tuple[int, int] = (3, 2),
         dims: Sequence[int] = (45, 72, 96, 144, 192, 384),
         kernel_size: tuple[int, int] = (5, 2),
-        depth: int = 1,
+        residual_units: int = 1,
     ) -> None:
         super().__init__()
         self.freq_bins, self.time_patch = freq_bins, patch_size[1]
@@ -97,7 +97,8 @@ class ConvEncoder(Encoder):
         self.patch_embed = PatchEmbed(2, dims[0], patch_size, norm=False)
         self.pre_nn = CroppedConv(dims[0], dims[0], kernel)
         self.stages = nn.ModuleList(
-            ConvStage(dims[i], dims[i + 1], depth, kernel, "down") for i in range(len(dims) - 1)
+            ConvStage(dims[i], dims[i + 1], residual_units, kernel, "down")
+            for i in range(len(dims) - 1)
         )
 
     @property
@@ -122,7 +123,7 @@ class ConvDecoder(Decoder):
         patch_size: (frequency, time) patch of the embedding.
         dims: widths, coarse to fine.
         kernel_size: conv kernel (frequency, time).
-        depth: residual units per stage.
+        residual_units: residual units per stage (``conv_depth`` in the reference).
     """
 
     def __init__(
@@ -131,7 +132,7 @@ class ConvDecoder(Decoder):
         patch_size: tuple[int, int] = (3, 2),
         dims: Sequence[int] = (384, 192, 144, 96, 72, 45),
         kernel_size: tuple[int, int] = (5, 2),
-        depth: int = 1,
+        residual_units: int = 1,
     ) -> None:
         super().__init__()
         self.freq_bins = freq_bins
@@ -139,7 +140,8 @@ class ConvDecoder(Decoder):
         self.out_rows = freq_bins // patch_size[0]
         kernel = tuple(kernel_size)
         self.stages = nn.ModuleList(
-            ConvStage(dims[i], dims[i + 1], depth, kernel, "up") for i in range(len(dims) - 1)
+            ConvStage(dims[i], dims[i + 1], residual_units, kernel, "up")
+            for i in range(len(dims) - 1)
         )
         self.post_nn = CroppedConv(dims[-1], dims[-1], kernel)
         self.patch_deembed = PatchDeEmbed(dims[-1], 2, patch_size)

@@ -1,0 +1,72 @@
+"""The ``escx`` console script.
+
+Training subcommands (``fit``, ``validate``, ``test``) go through LightningCLI; codec tools
+(``list``, ``convert``, ``compress``, ...) are plain argparse subcommands. Every error a user can
+cause is reported as one line with exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import import_module
+
+from escx.commands.common import EXIT_BAD_INPUT, CommandError, fail
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+# name -> (module with main(argv), one-line help)
+TOOL_COMMANDS = {
+    "list": ("escx.commands.list_components", "list registered components"),
+    "convert": ("escx.commands.convert", "convert a reference ESC checkpoint"),
+    "compress": ("escx.commands.compress", "audio files -> .escx bitstreams"),
+    "decompress": ("escx.commands.decompress", ".escx bitstreams -> wav files"),
+    "truncate": ("escx.commands.truncate", "drop streams from an .escx file"),
+    "eval": ("escx.commands.evaluate", "evaluate a codec per bitrate"),
+    "sweep": ("escx.commands.sweep", "run a W&B sweep file locally"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: escx COMMAND [ARGS]", "", "training (LightningCLI):"]
+    lines += [
+        f"  {name:<11} {name} a codec (escx {name} --help)" for name in LIGHTNING_COMMANDS[:3]
+    ]
+    lines.append("tools:")
+    available = {n: v for n, v in TOOL_COMMANDS.items() if _available(v[0])}
+    lines += [f"  {name:<11} {text}" for name, (_, text) in available.items()]
+    return "\n".join(lines)
+
+
+def _available(module: str) -> bool:
+    from importlib.util import find_spec
+
+    return find_spec(module) is not None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else EXIT_BAD_INPUT
+    command, rest = argv[0], argv[1:]
+    if command in ("-V", "--version"):
+        from escx import __version__
+
+        print(__version__)
+        return 0
+    try:
+        if command in LIGHTNING_COMMANDS:
+            from escx.training.cli import run_lightning
+
+            return run_lightning(argv)
+        if command not in TOOL_COMMANDS or not _available(TOOL_COMMANDS[command][0]):
+            return fail(f"unknown command {command!r}\n{usage()}")
+        return import_module(TOOL_COMMANDS[command][0]).main(rest)
+    except (CommandError, ValueError, OSError) as error:
+        return fail(str(error).strip().splitlines()[0] if str(error).strip() else repr(error))
+    except KeyboardInterrupt:
+        return fail("interrupted")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,26 @@
+"""Shared plumbing for subcommands: one-line errors and exit code 2 for bad input."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_BAD_INPUT = 2
+
+
+class CommandError(Exception):
+    """A user-facing error: printed as one line, exit code 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports usage errors in one line and exits with code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def fail(message: str) -> int:
+    """Print a one-line error to stderr and return the bad-input exit code."""
+    sys.stderr.write(f"escx: error: {message}\n")
+    return EXIT_BAD_INPUT
