@@ -1,0 +1,85 @@
+"""Checkpointing: last + best by validation PESQ at 9 kbps, and a resumable one on interrupt.
+
+Lightning writes checkpoints atomically on local disks (serialise to memory, then write inside an
+fsspec transaction that renames a temporary file), so an interrupted write never replaces the
+last good checkpoint. This callback adds what escx needs on top:
+
+* a stable default folder, ``<default_root_dir>/checkpoints``, so ``--ckpt_path last`` finds the
+  previous run's ``last.ckpt`` (the default folder of a logger changes with every run);
+* on Ctrl-C, SIGTERM or any error, the current state is written to ``last.ckpt`` so the run can be
+  resumed exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+log = logging.getLogger(__name__)
+
+
+class EscxCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint with a stable folder and a resumable checkpoint on interruption.
+
+    Args:
+        dirpath: folder (default ``<trainer.default_root_dir>/checkpoints``).
+        monitor: metric of the best checkpoint (``val/pesq@9kbps``); None keeps only ``last``.
+        mode: "max" or "min".
+        save_on_exception: write ``last.ckpt`` when training is interrupted.
+        **kwargs: other ModelCheckpoint arguments.
+    """
+
+    def __init__(
+        self,
+        dirpath: str | None = None,
+        monitor: str | None = "val/pesq@9kbps",
+        mode: str = "max",
+        save_on_exception: bool = True,
+        filename: str | None = "best-{step}",
+        save_last: bool = True,
+        save_top_k: int = 1,
+        every_n_train_steps: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            dirpath=dirpath,
+            monitor=monitor,
+            mode=mode,
+            filename=filename,
+            save_last=save_last,
+            save_top_k=save_top_k if monitor else 0,
+            every_n_train_steps=every_n_train_steps,
+            **kwargs,
+        )
+        self.save_on_exception = save_on_exception
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.dirpath is None:
+            self.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
+        super().setup(trainer, pl_module, stage)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Without the monitored metric (no validation data, or other bitrates) keep `last` only.
+        if self.monitor and self.monitor not in trainer.callback_metrics:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            return
+        super().on_validation_end(trainer, pl_module)
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        if not self.save_on_exception or trainer.state.fn != "fit" or self.dirpath is None:
+            return
+        path = os.path.join(self.dirpath, self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)
+        trainer.save_checkpoint(path)
+        self.last_model_path = path
+        log.warning(
+            "training stopped (%s); resumable checkpoint written to %s "
+            "(resume with --ckpt_path last)",
+            type(exception).__name__,
+            path,
+        )

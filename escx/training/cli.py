@@ -1,0 +1,123 @@
+"""LightningCLI entry point: ``escx fit|validate|test --config experiments/esc.yaml``.
+
+Defaults for the trainer (W&B offline logging, checkpoints, media logging, step budget) are set
+here so that experiment YAMLs list only what differs. Component names in configs are checked
+against the registries before parsing, so a typo gets a one-line "did you mean" error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import WandbLogger
+
+from escx.commands.common import CommandError
+from escx.config import ConfigError, check_class_names, load_yaml, registries
+from escx.data.datamodule import AudioDataModule
+from escx.training.checkpointing import EscxCheckpoint
+from escx.training.media import MediaLogger
+from escx.training.module import CodecModule
+
+DEFAULT_ROOT = "runs/escx"
+
+
+class EscxCLI(LightningCLI):
+    """LightningCLI with escx's trainer defaults and config links."""
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        from jsonargparse import lazy_instance
+
+        parser.set_defaults(
+            {
+                "seed_everything": 53,
+                "trainer.default_root_dir": DEFAULT_ROOT,
+                "trainer.max_steps": 400_000,
+                "trainer.log_every_n_steps": 50,
+                "trainer.logger": lazy_instance(
+                    WandbLogger, project="escx", save_dir=DEFAULT_ROOT, offline=True
+                ),
+                "trainer.callbacks": [
+                    {"class_path": f"{cls.__module__}.{cls.__name__}"}
+                    for cls in (EscxCheckpoint, MediaLogger)
+                ],
+            }
+        )
+        # The codec's sample rate is the one place it is set; the data is read at that rate.
+        parser.link_arguments(
+            "model", "data.sample_rate", compute_fn=_codec_rate, apply_on="instantiate"
+        )
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(self.subcommand, self.config)
+        _point_logger_at_root(config)
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        config = self.config.get(self.subcommand, self.config)
+        codec = config.get("model", {}).get("codec")
+        if codec is not None:
+            self.model.codec.escx_config = _plain(codec)
+
+
+def _codec_rate(model: CodecModule) -> int:
+    return model.codec.sample_rate
+
+
+def _plain(value: Any) -> Any:
+    """jsonargparse Namespace tree -> plain dicts and lists (for checkpoints)."""
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _point_logger_at_root(config: Any) -> None:
+    """Keep W&B files under the run's root folder unless the user chose a folder."""
+    trainer = config.get("trainer", {})
+    root = trainer.get("default_root_dir") or DEFAULT_ROOT
+    logger = trainer.get("logger")
+    loggers = logger if isinstance(logger, list) else [logger]
+    for item in loggers:
+        init = getattr(item, "init_args", None)
+        if init is not None and "save_dir" in init and init.get("save_dir") == DEFAULT_ROOT:
+            init["save_dir"] = root
+            os.makedirs(root, exist_ok=True)
+
+
+def _config_files(argv: list[str]) -> list[str]:
+    files = []
+    for i, arg in enumerate(argv):
+        if arg in ("--config", "-c") and i + 1 < len(argv):
+            files.append(argv[i + 1])
+        elif arg.startswith("--config="):
+            files.append(arg.split("=", 1)[1])
+    return files
+
+
+def run_lightning(argv: list[str]) -> int:
+    """Run a LightningCLI subcommand; config mistakes become one-line errors (exit 2)."""
+    registries()  # import built-ins and plug-ins so short class names resolve
+    for path in _config_files(argv):
+        try:
+            check_class_names(load_yaml(path), path)
+        except ConfigError as error:
+            raise CommandError(str(error)) from None
+    EscxCLI(
+        CodecModule,
+        AudioDataModule,
+        args=argv,
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+        parser_kwargs={"prog": "escx"},
+    )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run_lightning(sys.argv[1:]))

@@ -1,0 +1,226 @@
+"""CodecModule: the LightningModule that trains any registered codec.
+
+One ``training_step`` runs the phase schedule (pre-training with the quantizer bypassed, then
+quantized training with a fresh generator optimizer, optionally adversarial), quantizer dropout
+drawn once per batch, the weighted objective, and manual optimization of one or two optimizers
+(manual because the optimizer is renewed at the phase switch and the discriminator has its own
+optimizer and clipping, ESC.md 3.2-3.5).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor
+
+from escx.adversarial import CombinedDiscriminator, discriminator_loss
+from escx.codecs.base import Codec
+from escx.discriminators.base import Discriminator
+from escx.training.objective import ESC_LOSS_WEIGHTS, Objective, check_finite
+from escx.training.schedule import Phase, PhaseSchedule, QuantizerDropout
+from escx.training.validation import BitrateMetrics
+
+
+def adamw(params: Iterable) -> torch.optim.Optimizer:
+    """ESC's optimizer (ESC.md 3.2): AdamW, lr 1e-4, betas (0.9, 0.999), weight decay 0.01."""
+    return torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.999), weight_decay=0.01)
+
+
+class CodecModule(L.LightningModule):
+    """Trains a codec with ESC's recipe by default (ESC.md section 3).
+
+    Args:
+        codec: the codec to train (default ESC-Base).
+        discriminators: discriminators for adversarial training; empty: none.
+        loss_weights: ``{term: weight}`` over stft, mel, mrstft, commit, codebook, adversarial,
+            feature_matching (default ESC-Base: stft 1, mel 0.25, commit 0.25, codebook 1).
+        pretrain_steps: batches trained with the quantizer bypassed before codebooks switch on.
+        adversarial_start: first batch with discriminator updates (None: after pre-training).
+        quantizer_dropout: probability of drawing fewer than all streams for a batch (0.75).
+        optimizer: generator optimizer factory (AdamW 1e-4, betas 0.9/0.999, wd 0.01).
+        scheduler: optional generator LR scheduler factory (ESC: constant LR).
+        disc_optimizer: discriminator optimizer factory (AdamW 1e-4).
+        grad_clip: generator gradient-norm clip (0.5; ESC-Base(adv): 1e3).
+        disc_grad_clip: discriminator gradient-norm clip (10).
+        adversarial_loss: "lsgan" or "hinge".
+        val_kbps: bitrates evaluated during fit.
+        test_kbps: bitrates evaluated by ``escx test`` (None: every stream count).
+        audio_examples: validation clips kept for audio/spectrogram logging.
+        seed: seed of the quantizer-dropout draws.
+    """
+
+    def __init__(
+        self,
+        codec: Codec | None = None,
+        discriminators: Sequence[Discriminator] = (),
+        loss_weights: Mapping[str, float] | None = None,
+        pretrain_steps: int = 75_000,
+        adversarial_start: int | None = None,
+        quantizer_dropout: float = 0.75,
+        optimizer: OptimizerCallable = adamw,
+        scheduler: LRSchedulerCallable | None = None,
+        disc_optimizer: OptimizerCallable = adamw,
+        grad_clip: float | None = 0.5,
+        disc_grad_clip: float | None = 10.0,
+        adversarial_loss: str = "lsgan",
+        val_kbps: Sequence[float] = (1.5, 4.5, 9.0),
+        test_kbps: Sequence[float] | None = None,
+        audio_examples: int = 2,
+        seed: int = 53,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["codec", "discriminators"])
+        if codec is None:
+            from escx.codecs.stft_codec import STFTCodec
+
+            codec = STFTCodec()
+        self.codec = codec
+        self.discriminator = CombinedDiscriminator(list(discriminators))
+        self.objective = Objective(
+            dict(ESC_LOSS_WEIGHTS if loss_weights is None else loss_weights),
+            adversarial_loss,
+            codec.sample_rate,
+        )
+        self.schedule = PhaseSchedule(pretrain_steps, adversarial_start, self.discriminator.enabled)
+        self.dropout = QuantizerDropout(quantizer_dropout, codec.max_streams, seed)
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.disc_optimizer_factory = disc_optimizer
+        self.grad_clip, self.disc_grad_clip = grad_clip, disc_grad_clip
+        self.adversarial_loss = adversarial_loss
+        self.val_metrics = BitrateMetrics(codec, val_kbps)
+        every = [codec.bitrate(s) / 1000 for s in range(1, codec.max_streams + 1)]
+        self.test_metrics = BitrateMetrics(codec, every if test_kbps is None else test_kbps)
+        self.audio_examples = audio_examples
+        self.examples: dict[str, Tensor] = {}
+        self.batches_seen = 0
+        self.automatic_optimization = False
+
+    # ---- optimisation ---------------------------------------------------------------------
+
+    def configure_optimizers(self) -> Any:
+        optimizers = [self.optimizer_factory(self.codec.parameters())]
+        if self.discriminator.enabled:
+            optimizers.append(self.disc_optimizer_factory(self.discriminator.parameters()))
+        if self.scheduler_factory is None:
+            return optimizers
+        return optimizers, [self.scheduler_factory(optimizers[0])]
+
+    def _optimizers(self) -> tuple[Any, Any | None]:
+        opts = self.optimizers()
+        opts = opts if isinstance(opts, list) else [opts]
+        return opts[0], (opts[1] if len(opts) > 1 else None)
+
+    @staticmethod
+    def _renew(optimizer: Any) -> None:
+        """Forget the optimizer's moments: the fresh optimizer of ESC.md 3.4, same settings."""
+        optimizer.optimizer.state = defaultdict(dict)
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        """One batch: optional discriminator update, then the codec update."""
+        audio = batch
+        index = self.batches_seen
+        phase = self.schedule.phase(index)
+        opt_g, opt_d = self._optimizers()
+        if self.schedule.starts_quantization(index):
+            self._renew(opt_g)
+        pretrain = phase is Phase.PRETRAIN
+        streams = self.codec.max_streams if pretrain else self.dropout.draw(index)
+        out = self.codec(audio, streams, bypass_quantizer=pretrain)
+
+        fake = real_features = None
+        logs: dict[str, Tensor] = {}
+        if phase is Phase.ADVERSARIAL:
+            logs["train/loss/discriminator"] = self._discriminator_step(
+                audio, out.audio, opt_d, index
+            )
+            self.toggle_optimizer(opt_g)
+            fake = self.discriminator(out.audio)
+            with torch.no_grad():
+                real_features = self.discriminator(audio)[1]
+
+        terms = self.objective.generator_terms(audio, out, fake, real_features)
+        check_finite(terms, index)
+        total = self.objective.total(terms)
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        if self.grad_clip:
+            self.clip_gradients(opt_g, self.grad_clip, "norm")
+        opt_g.step()
+        if fake is not None:
+            self.untoggle_optimizer(opt_g)
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+        self.batches_seen += 1
+
+        logs.update({f"train/loss/{name}": value.detach() for name, value in terms.items()})
+        logs["train/loss/total"] = total.detach()
+        logs["train/streams"] = torch.tensor(float(streams))
+        logs["train/phase"] = torch.tensor(float(list(Phase).index(phase)))
+        self.log_dict(logs, prog_bar=False, batch_size=audio.shape[0])
+        self.log("loss", total.detach(), prog_bar=True, logger=False, batch_size=audio.shape[0])
+        return total.detach()
+
+    def _discriminator_step(self, audio: Tensor, fake: Tensor, opt_d: Any, index: int) -> Tensor:
+        self.toggle_optimizer(opt_d)
+        real_logits, _ = self.discriminator(audio)
+        fake_logits, _ = self.discriminator(fake.detach())
+        loss = discriminator_loss(real_logits, fake_logits, self.adversarial_loss)
+        check_finite({"discriminator": loss}, index)
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.disc_grad_clip:
+            self.clip_gradients(opt_d, self.disc_grad_clip, "norm")
+        opt_d.step()
+        self.untoggle_optimizer(opt_d)
+        return loss.detach()
+
+    # ---- evaluation -----------------------------------------------------------------------
+
+    def _evaluate(self, metrics: BitrateMetrics, audio: Tensor, batch_idx: int) -> None:
+        for label, streams in metrics.streams.items():
+            out = self.codec(audio, streams)
+            metrics.update(label, out.audio, audio, out.quantizer.codes)
+            if batch_idx == 0 and self.audio_examples:
+                self.examples[label] = out.audio[: self.audio_examples].detach().float().cpu()
+        if batch_idx == 0 and self.audio_examples:
+            self.examples["original"] = audio[: self.audio_examples].detach().float().cpu()
+
+    def validation_step(self, batch: Tensor, batch_idx: int) -> None:
+        self._evaluate(self.val_metrics, batch, batch_idx)
+
+    def test_step(self, batch: Tensor, batch_idx: int) -> None:
+        self._evaluate(self.test_metrics, batch, batch_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics.compute("val"), sync_dist=False)
+        self.last_histogram = self.val_metrics.histogram()
+        self.val_metrics.reset()
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute("test"), sync_dist=False)
+        self.last_histogram = self.test_metrics.histogram()
+        self.test_metrics.reset()
+
+    # ---- checkpoints ----------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["escx"] = {
+            "batches_seen": self.batches_seen,
+            "phase": self.schedule.phase(self.batches_seen).value,
+            "codec_config": getattr(self.codec, "escx_config", None),
+            "sample_rate": self.codec.sample_rate,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.batches_seen = int(checkpoint.get("escx", {}).get("batches_seen", 0))
+
+    @property
+    def phase(self) -> Phase:
+        """Phase of the next training batch."""
+        return self.schedule.phase(self.batches_seen)
