@@ -1,0 +1,52 @@
+# escx developer and user entry points. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Tests and demos never touch the network: W&B offline, Hugging Face offline.
+export WANDB_MODE ?= offline
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=disabled
+DATA ?=
+STEPS ?=
+SCALE ?= tiny
+DEVICES ?= 1
+
+.PHONY: help install test test-slow lint format bench data demo ablation-pretrain ablation-quantizer clean
+
+help: ## show this help
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install escx with the torch constraint
+
+test: $(STAMP) ## run the test suite (fast tests; slow ones: make test-slow)
+	$(OFFLINE) $(BIN)/pytest -q
+
+test-slow: $(STAMP) ## run only the slow tests
+	$(OFFLINE) $(BIN)/pytest -q -m slow
+
+lint: $(STAMP) ## ruff check + format check
+	$(BIN)/ruff check escx tests benchmarks
+	$(BIN)/ruff format --check escx tests benchmarks
+
+format: $(STAMP) ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix escx tests benchmarks
+	$(BIN)/ruff format escx tests benchmarks
+
+bench: $(STAMP) ## speed benchmarks (medians and same-run ratios)
+	$(BIN)/python -m benchmarks.run
+
+data: $(STAMP) ## prepare data/train and data/val (DATA=DIR to use a local folder)
+	$(BIN)/python -m escx.data.prepare $(if $(DATA),--source $(DATA))
+
+demo: $(STAMP) ## train a small codec on CPU for a few minutes and evaluate it (DATA=DIR)
+	$(BIN)/python -m escx.demo $(if $(DATA),--data $(DATA)) $(if $(STEPS),--steps $(STEPS))
+
+clean: ## remove runs, results and caches (keeps data/ and .venv)
+	rm -rf runs results .pytest_cache .ruff_cache
