@@ -43,7 +43,7 @@ bench: $(STAMP) ## speed benchmarks (medians and same-run ratios)
 	$(BIN)/python -m benchmarks.run
 
 data: $(STAMP) ## prepare data/train and data/val (DATA=DIR to use a local folder)
-	$(BIN)/python -m escx.data.prepare $(if $(DATA),--source $(DATA))
+	$(BIN)/python -m escx.data.prepare $(if $(DATA),--source $(DATA),--hf)
 
 demo: $(STAMP) ## train a small codec on CPU for a few minutes and evaluate it (DATA=DIR)
 	$(BIN)/python -m escx.demo $(if $(DATA),--data $(DATA)) $(if $(STEPS),--steps $(STEPS))
