@@ -244,8 +244,10 @@ class AudioDataModule(L.LightningDataModule):
             loader.epochs_started = self.trainer.current_epoch if self.trainer is not None else 0
             return loader
         _, world = self._rank()
+        trainer = self.trainer
         return ResumableDataLoader(
             dataset,
+            consumed_fn=(lambda: _batches_trained(trainer)) if trainer is not None else None,
             batch_size=self.batch_size,
             sampler=EpochShuffleSampler(len(dataset), self.seed),
             # Keep every batch full, unless the data would then give no batch at all.
@@ -267,3 +269,8 @@ class AudioDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader | list:
         """Like :meth:`val_dataloader` for the test source."""
         return self._eval_loader("test")
+
+
+def _batches_trained(trainer: L.Trainer) -> int:
+    """Batches of the current epoch Lightning has trained on (its own resume bookkeeping)."""
+    return trainer.fit_loop.epoch_loop.batch_progress.current.processed

@@ -5,18 +5,18 @@ restores it before iterating again. The state is the number of batches of the cu
 already trained on; on resume those batches are skipped at the *index* level (no audio is read
 for them), and the sampler's epoch-seeded order makes the remaining batches identical to the
 uninterrupted run's.
+
+The count comes from ``consumed_fn`` (the data module passes Lightning's own batch progress),
+because the loader itself cannot tell batches trained on from batches fetched ahead.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from torch.utils.data import DataLoader
-
-# Lightning's training loop fetches one batch ahead of the one being trained on.
-LIGHTNING_PREFETCH = 1
 
 
 class _SkipFirst:
@@ -33,10 +33,20 @@ class _SkipFirst:
 
 
 class ResumableDataLoader(DataLoader):
-    """DataLoader with Lightning's ``state_dict`` / ``load_state_dict`` resume protocol."""
+    """DataLoader with Lightning's ``state_dict`` / ``load_state_dict`` resume protocol.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    Args:
+        *args: DataLoader arguments.
+        consumed_fn: returns the batches of the current epoch already trained on; without it
+            the number of batches yielded is used (which may count one fetched-ahead batch).
+        **kwargs: DataLoader keyword arguments.
+    """
+
+    def __init__(
+        self, *args: Any, consumed_fn: Callable[[], int] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.consumed_fn = consumed_fn
         self._skip = 0
         self._yielded = 0
         self._exhausted = True
@@ -60,9 +70,9 @@ class ResumableDataLoader(DataLoader):
 
     def state_dict(self) -> dict[str, int]:
         """Batches of the current epoch already consumed by training."""
-        if self._exhausted:
-            return {"consumed": self._yielded}
-        return {"consumed": max(0, self._yielded - LIGHTNING_PREFETCH)}
+        if self.consumed_fn is not None:
+            return {"consumed": int(self.consumed_fn())}
+        return {"consumed": self._yielded}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         consumed = int(state.get("consumed", 0))

@@ -58,6 +58,7 @@ class EscxCheckpoint(ModelCheckpoint):
         self.save_on_exception = save_on_exception
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._training_started = False
         if self.dirpath is None:
             self.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
         super().setup(trainer, pl_module, stage)
@@ -69,10 +70,22 @@ class EscxCheckpoint(ModelCheckpoint):
             return
         super().on_validation_end(trainer, pl_module)
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Only a run that got as far as training has a state worth saving on interruption: a
+        # failure while restoring a checkpoint must never overwrite that checkpoint.
+        self._training_started = True
+        super().on_train_start(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A run that stops between validations (max_steps) still leaves its final state.
+        if self.save_last and trainer.global_step != self._last_global_step_saved:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        if not self.save_on_exception or trainer.state.fn != "fit" or self.dirpath is None:
+        started = getattr(self, "_training_started", False)
+        if not (self.save_on_exception and started and trainer.state.fn == "fit" and self.dirpath):
             return
         path = os.path.join(self.dirpath, self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)
         trainer.save_checkpoint(path)

@@ -53,6 +53,7 @@ class EscxCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, self.config)
         _point_logger_at_root(config)
+        _allow_unused_parameters(config)
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
@@ -88,6 +89,37 @@ def _point_logger_at_root(config: Any) -> None:
         if init is not None and "save_dir" in init and init.get("save_dir") == DEFAULT_ROOT:
             init["save_dir"] = root
             os.makedirs(root, exist_ok=True)
+
+
+def _device_count(devices: Any, accelerator: Any) -> int:
+    if isinstance(devices, (list, tuple)):
+        return len(devices)
+    if str(devices) in ("auto", "-1"):
+        import torch
+
+        gpu = str(accelerator) in ("auto", "gpu", "cuda")
+        return torch.cuda.device_count() if gpu and torch.cuda.is_available() else 1
+    try:
+        return int(devices)
+    except (TypeError, ValueError):
+        return 1
+
+
+def _allow_unused_parameters(config: Any) -> None:
+    """Use DDP with unused-parameter detection when training on several devices.
+
+    Codebooks get no gradient during pre-training (the quantizer is bypassed) and for streams
+    dropped by quantizer dropout, which plain DDP rejects. ``ddp`` (or ``auto`` on several
+    devices) therefore becomes ``ddp_find_unused_parameters_true``, ``ddp_spawn`` likewise.
+    """
+    trainer = config.get("trainer", {})
+    strategy = trainer.get("strategy")
+    if not isinstance(strategy, str):
+        return
+    if strategy == "auto" and _device_count(trainer.get("devices"), trainer.get("accelerator")) > 1:
+        strategy = "ddp"
+    if strategy in ("ddp", "ddp_spawn"):
+        trainer["strategy"] = f"{strategy}_find_unused_parameters_true"
 
 
 def _config_files(argv: list[str]) -> list[str]:

@@ -74,7 +74,11 @@ class CodecModule(L.LightningModule):
         seed: int = 53,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["codec", "discriminators"])
+        # Modules and optimizer factories are rebuilt from the CLI config, not pickled: checkpoints
+        # must stay loadable with torch.load(weights_only=True).
+        self.save_hyperparameters(
+            ignore=["codec", "discriminators", "optimizer", "scheduler", "disc_optimizer"]
+        )
         if codec is None:
             from escx.codecs.stft_codec import STFTCodec
 

@@ -1,0 +1,161 @@
+"""End-to-end training tests on CPU: fit through pre-training into quantized training, exact
+resume after an interruption, and 2-process DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from training_helpers import ESC, REPO, TINY, write_corpus
+
+import escx
+from escx.cli import main
+from escx.data.datamodule import AudioDataModule
+from escx.training.module import CodecModule
+from escx.training.schedule import Phase
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("corpus")
+    return write_corpus(root / "train", 8, 0.6, seed=1), write_corpus(root / "val", 4, 0.5, seed=2)
+
+
+def test_fit_pretrains_then_quantizes_and_logs_to_wandb_offline(corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    train, val = corpus
+    code = main(
+        ["fit", "--config", str(ESC), "--config", str(TINY),
+         "--data.train", str(train), "--data.val", str(val),
+         "--trainer.default_root_dir", str(tmp_path)]
+    )  # fmt: skip
+    assert code == 0
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["escx"]["batches_seen"] == 4
+    assert ckpt["escx"]["phase"] == Phase.QUANTIZED.value
+    assert (tmp_path / "config.yaml").is_file()
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("run-*.wandb"))
+    media = runs[0] / "files" / "media"
+    assert list(media.rglob("*.wav")) and list(media.rglob("*.png"))  # audio, spectrograms, heatmap
+    best = next(v for k, v in ckpt["callbacks"].items() if "EscxCheckpoint" in k)
+    assert best["monitor"] == "val/pesq@9kbps" and 1.0 < float(best["best_model_score"]) < 4.7
+    # The stored codec config rebuilds the trained codec.
+    codec = escx.build_codec({"codec": ckpt["escx"]["codec_config"]})
+    weights = {k[6:]: v for k, v in ckpt["state_dict"].items() if k.startswith("codec.")}
+    codec.load_state_dict(weights)
+
+
+def _trainer(root: Path, max_steps: int, callbacks=()) -> L.Trainer:
+    return L.Trainer(
+        default_root_dir=root,
+        max_steps=max_steps,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[escx_checkpoint(), *callbacks],
+        deterministic=True,
+    )
+
+
+def escx_checkpoint():
+    from escx.training.checkpointing import EscxCheckpoint
+
+    return EscxCheckpoint(monitor=None)
+
+
+def _module() -> CodecModule:
+    codec = escx.build_codec(str(ESC), str(TINY))
+    return CodecModule(codec, pretrain_steps=3, val_kbps=[9.0], audio_examples=0)
+
+
+class LossRecorder(L.Callback):
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.losses: list[float] = []
+        self.stop_after = stop_after
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses.append(float(outputs["loss"] if isinstance(outputs, dict) else outputs))
+        if self.stop_after is not None and pl_module.batches_seen == self.stop_after:
+            raise KeyboardInterrupt
+
+
+def _datamodule(train: Path) -> AudioDataModule:
+    return AudioDataModule(train=str(train), val=None, batch_size=2, segment_samples=6400)
+
+
+def test_resume_after_interrupt_matches_uninterrupted_run(corpus, tmp_path):
+    train, _ = corpus
+    steps, stop = 7, 5  # 4 batches per epoch: stops mid-epoch 1, after the phase switch at 3
+
+    L.seed_everything(7)
+    full = LossRecorder()
+    model = _module()
+    _trainer(tmp_path / "full", steps, [full]).fit(model, _datamodule(train))
+    reference = {k: v.clone() for k, v in model.codec.state_dict().items()}
+
+    L.seed_everything(7)
+    first = LossRecorder(stop_after=stop)
+    interrupted = _trainer(tmp_path / "resumed", steps, [first])
+    with pytest.raises(SystemExit):  # Lightning exits after handling Ctrl-C
+        interrupted.fit(_module(), _datamodule(train))
+    assert interrupted.interrupted
+    assert (tmp_path / "resumed" / "checkpoints" / "last.ckpt").is_file()
+
+    L.seed_everything(123)  # resuming must not depend on the global seed
+    second = LossRecorder()
+    resumed = _module()
+    _trainer(tmp_path / "resumed", steps, [second]).fit(
+        resumed, _datamodule(train), ckpt_path="last"
+    )
+    assert resumed.batches_seen == steps
+    assert first.losses + second.losses == pytest.approx(full.losses, rel=1e-6, abs=1e-7)
+    for name, value in resumed.codec.state_dict().items():
+        torch.testing.assert_close(value, reference[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_two_process_ddp_keeps_ranks_identical(corpus, tmp_path):
+    train, val = corpus
+    env = {
+        **os.environ,
+        "ESCX_PROBE_DIR": str(tmp_path),
+        "WANDB_MODE": "disabled",
+        "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
+    }
+    cmd = [
+        sys.executable, "-m", "escx.cli", "fit", "--config", str(ESC), "--config", str(TINY),
+        "--data.train", str(train), "--data.val", str(val),
+        "--trainer.default_root_dir", str(tmp_path / "run"),
+        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+        "--trainer.logger", "false", "--trainer.val_check_interval", "4",
+        "--trainer.callbacks+=training_helpers.RankDump",
+    ]  # fmt: skip
+    result = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    states = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    for name in states[0]:
+        assert torch.equal(states[0][name], states[1][name]), name
+    probes = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert probes[0]["world"] == 2
+    assert probes[0]["streams"] == probes[1]["streams"]  # one quantizer-dropout draw per batch
+    assert probes[0]["metrics"] == probes[1]["metrics"]  # metrics reduced across ranks
+    # The reduced value equals a single-process evaluation of the whole validation set.
+    codec = escx.build_codec(str(ESC), str(TINY))
+    codec.load_state_dict(states[0])
+    codec.eval()
+    from escx.metrics import MelDistance
+
+    data = AudioDataModule(train=None, val=str(val), val_segment_samples=8000, batch_size=2)
+    metric = MelDistance()
+    for batch in data._eval_loader("val"):
+        metric.update(codec(batch, 6).audio, batch)
+    assert probes[0]["metrics"]["val/mel_distance@9kbps"] == pytest.approx(
+        float(metric.compute()), rel=1e-4
+    )

@@ -1,0 +1,51 @@
+"""Shared helpers for the training tests: tiny audio corpora and a probe callback."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import soundfile as sf
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "configs" / "tiny-test.yaml"
+ESC = REPO / "experiments" / "esc.yaml"
+
+
+def write_corpus(folder: Path, n_files: int, seconds: float, seed: int) -> Path:
+    """Harmonic tones with vibrato and noise bursts: deterministic, speech-band audio."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rate = 16000
+    t = np.arange(int(seconds * rate)) / rate
+    for i in range(n_files):
+        f0 = rng.uniform(90, 220) * (1 + 0.05 * np.sin(2 * np.pi * rng.uniform(2, 5) * t))
+        phase = 2 * np.pi * np.cumsum(f0) / rate
+        audio = sum(np.sin(k * phase) / k for k in range(1, 8))
+        audio *= 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(2, 4) * t) ** 2
+        audio += 0.02 * rng.standard_normal(t.shape)
+        sf.write(folder / f"clip{i:02d}.wav", (0.2 * audio).astype(np.float32), rate)
+    return folder
+
+
+class RankDump(L.Callback):
+    """Writes each rank's weights, drawn stream counts and final metrics to $ESCX_PROBE_DIR."""
+
+    def __init__(self) -> None:
+        self.streams: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.streams.append(float(trainer.callback_metrics["train/streams"]))
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        out = Path(os.environ["ESCX_PROBE_DIR"])
+        rank = trainer.global_rank
+        torch.save(pl_module.codec.state_dict(), out / f"rank{rank}.pt")
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        (out / f"rank{rank}.json").write_text(
+            json.dumps({"streams": self.streams, "metrics": metrics, "world": trainer.world_size})
+        )
