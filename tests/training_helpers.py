@@ -33,7 +33,8 @@ def write_corpus(folder: Path, n_files: int, seconds: float, seed: int) -> Path:
 
 
 class RankDump(L.Callback):
-    """Writes each rank's weights, drawn stream counts and final metrics to $ESCX_PROBE_DIR."""
+    """Writes each rank's weights (codec and discriminators), drawn stream counts and final
+    metrics to $ESCX_PROBE_DIR."""
 
     def __init__(self) -> None:
         self.streams: list[float] = []
@@ -44,8 +45,31 @@ class RankDump(L.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         out = Path(os.environ["ESCX_PROBE_DIR"])
         rank = trainer.global_rank
-        torch.save(pl_module.codec.state_dict(), out / f"rank{rank}.pt")
+        torch.save(pl_module.state_dict(), out / f"rank{rank}.pt")
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         (out / f"rank{rank}.json").write_text(
             json.dumps({"streams": self.streams, "metrics": metrics, "world": trainer.world_size})
         )
+
+
+TINY_ADV = REPO / "tests" / "configs" / "tiny-adv-test.yaml"
+
+
+def build_module(*configs: Path, **overrides):
+    """A CodecModule from stacked experiment YAMLs (their ``model`` sections), as the CLI does."""
+    import yaml
+    from jsonargparse import ArgumentParser
+
+    from escx.config import registries
+    from escx.training.module import CodecModule
+
+    registries()
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(CodecModule, "model")
+    namespace = None
+    for path in configs:
+        section = yaml.safe_load(Path(path).read_text()).get("model", {})
+        namespace = parser.parse_object({"model": section}, namespace=namespace)
+    for key, value in overrides.items():
+        namespace[f"model.{key}"] = value
+    return parser.instantiate(namespace).model
