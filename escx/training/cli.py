@@ -20,12 +20,15 @@ from escx.data.datamodule import AudioDataModule
 from escx.training.checkpointing import EscxCheckpoint
 from escx.training.media import MediaLogger
 from escx.training.module import CodecModule
+from escx.training.naming import run_identity
 
 DEFAULT_ROOT = "runs/escx"
 
 
 class EscxCLI(LightningCLI):
     """LightningCLI with escx's trainer defaults and config links."""
+
+    argv: list[str] = []
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         from jsonargparse import lazy_instance
@@ -54,6 +57,7 @@ class EscxCLI(LightningCLI):
         config = self.config.get(self.subcommand, self.config)
         _point_logger_at_root(config)
         _allow_unused_parameters(config)
+        _name_run(config, self.argv)
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
@@ -61,6 +65,23 @@ class EscxCLI(LightningCLI):
         codec = config.get("model", {}).get("codec")
         if codec is not None:
             self.model.codec.escx_config = _plain(codec)
+
+
+def _name_run(config: Any, argv: list[str]) -> None:
+    """Give W&B runs a name and tags from their composition unless the user set them."""
+    codec = config.get("model", {}).get("codec") or {}
+    name, tags = run_identity(codec, argv)
+    logger = config.get("trainer", {}).get("logger")
+    for item in logger if isinstance(logger, list) else [logger]:
+        if not str(getattr(item, "class_path", "")).endswith("WandbLogger"):
+            continue
+        init = item.init_args
+        if not init.get("name"):
+            init["name"] = name
+        # WandbLogger forwards extra keyword arguments (tags, group) to wandb.init.
+        extra = dict(item.get("dict_kwargs") or {})
+        extra["tags"] = list(dict.fromkeys([*(extra.get("tags") or []), *tags]))
+        item["dict_kwargs"] = extra
 
 
 def _codec_rate(model: CodecModule) -> int:
@@ -140,6 +161,7 @@ def run_lightning(argv: list[str]) -> int:
             check_class_names(load_yaml(path), path)
         except ConfigError as error:
             raise CommandError(str(error)) from None
+    EscxCLI.argv = list(argv)
     EscxCLI(
         CodecModule,
         AudioDataModule,
