@@ -21,6 +21,7 @@ from escx.training.checkpointing import EscxCheckpoint
 from escx.training.media import MediaLogger
 from escx.training.module import CodecModule
 from escx.training.naming import run_identity
+from escx.training.summary import MetricsSummary
 
 DEFAULT_ROOT = "runs/escx"
 
@@ -44,7 +45,7 @@ class EscxCLI(LightningCLI):
                 ),
                 "trainer.callbacks": [
                     {"class_path": f"{cls.__module__}.{cls.__name__}"}
-                    for cls in (EscxCheckpoint, MediaLogger)
+                    for cls in (EscxCheckpoint, MediaLogger, MetricsSummary)
                 ],
             }
         )

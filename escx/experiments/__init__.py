@@ -1,0 +1,1 @@
+"""Experiment drivers: local W&B sweeps and ablation studies."""
