@@ -48,5 +48,15 @@ data: $(STAMP) ## prepare data/train and data/val (DATA=DIR to use a local folde
 demo: $(STAMP) ## train a small codec on CPU for a few minutes and evaluate it (DATA=DIR)
 	$(BIN)/python -m escx.demo $(if $(DATA),--data $(DATA)) $(if $(STEPS),--steps $(STEPS))
 
+ABLATION_ARGS = --scale $(SCALE) --devices $(DEVICES) --data $(or $(DATA),data) $(if $(STEPS),--steps $(STEPS))
+
+ablation-pretrain: $(STAMP) ## ESC with vs without pre-training (STEPS=, SCALE=tiny|base, DEVICES=, DATA=)
+	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
+	$(BIN)/escx ablation pretrain $(ABLATION_ARGS)
+
+ablation-quantizer: $(STAMP) ## CS-RVQ/RVQ x Swin/conv matrix (STEPS=, SCALE=tiny|base, DEVICES=, DATA=)
+	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
+	$(BIN)/escx ablation quantizer $(ABLATION_ARGS)
+
 clean: ## remove runs, results and caches (keeps data/ and .venv)
 	rm -rf runs results .pytest_cache .ruff_cache

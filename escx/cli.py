@@ -23,6 +23,7 @@ TOOL_COMMANDS = {
     "truncate": ("escx.commands.truncate", "drop streams from an .escx file"),
     "eval": ("escx.commands.evaluate", "evaluate a codec per bitrate"),
     "sweep": ("escx.commands.sweep", "run a W&B sweep file locally"),
+    "ablation": ("escx.commands.ablation", "train and compare the variants of a study"),
 }
 
 

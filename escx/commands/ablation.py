@@ -1,0 +1,34 @@
+"""``escx ablation pretrain|quantizer``: train the variants of a study and compare them."""
+
+from __future__ import annotations
+
+import logging
+
+from escx.commands.common import ArgumentParser
+from escx.experiments.ablation import SCALES, STUDIES, run_study
+
+
+def main(argv: list[str]) -> int:
+    parser = ArgumentParser(
+        prog="escx ablation",
+        description="Train every variant of a study with the same budget and seed, evaluate all "
+        "bitrates, write results/ablation-STUDY/.",
+    )
+    parser.add_argument("study", choices=sorted(STUDIES))
+    parser.add_argument("--steps", type=int, default=None, help="training steps per variant")
+    parser.add_argument("--scale", choices=sorted(SCALES), default="tiny")
+    parser.add_argument("--devices", default="1")
+    parser.add_argument("--data", default="data", help="folder with train/ and val/")
+    parser.add_argument("--seed", type=int, default=53)
+    parser.add_argument("--eval-files", type=int, default=24, help="validation files evaluated")
+    parser.add_argument("--out", default=None, help="default: results/ablation-STUDY")
+    args = parser.parse_args(argv)
+    if args.steps is None:
+        args.steps = 300 if args.scale == "tiny" else 250_000
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    out = run_study(args)
+    print((out / "results.md").read_text())
+    print(f"results: {out}")
+    return 0

@@ -1,0 +1,177 @@
+"""Ablation studies: train variants with the same budget and seed, evaluate every bitrate,
+write one comparison report.
+
+``make ablation-pretrain`` compares ESC with and without the pre-training stage;
+``make ablation-quantizer`` the 2 x 2 matrix CS-RVQ or RVQ by Swin or conv. Both run
+``escx fit`` for each variant (so every run is an ordinary, resumable escx run with its config
+saved), group the W&B runs under one group, then evaluate each final checkpoint with the same
+code as ``escx eval`` and write ``results/<study>/``: results.csv / .json / .md, plots, configs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SCALES = {
+    "tiny": ["experiments/tiny.yaml"],
+    "base": [],
+}
+
+
+@dataclass
+class Variant:
+    """One arm of a study: a name, extra configs and command-line overrides."""
+
+    name: str
+    configs: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
+
+
+def pretrain_study(steps: int) -> list[Variant]:
+    """ESC with and without pre-training; the reference's ablation pre-trains 5 of 50 epochs."""
+    pretrain = max(1, steps // 10)
+    return [
+        Variant("with-pretraining", overrides=[f"--model.pretrain_steps={pretrain}"]),
+        Variant("without-pretraining", overrides=["--model.pretrain_steps=0"]),
+    ]
+
+
+def quantizer_study(steps: int) -> list[Variant]:
+    """CS-RVQ or RVQ by Swin or conv (ESC.md 1.8-1.9)."""
+    pretrain = max(1, steps // 10)
+    return [
+        Variant(
+            name, [f"experiments/ablations/{name}.yaml"], [f"--model.pretrain_steps={pretrain}"]
+        )
+        for name in ("csrvq-swin", "rvq-swin", "csrvq-conv", "rvq-conv")
+    ]
+
+
+STUDIES = {"pretrain": pretrain_study, "quantizer": quantizer_study}
+
+
+def train_variant(
+    variant: Variant, args: argparse.Namespace, out: Path, group: str
+) -> tuple[Path, Path]:
+    """Run ``escx fit`` for one variant; returns (run folder, final checkpoint)."""
+    root = out / "runs" / variant.name
+    configs = ["experiments/esc.yaml", *SCALES[args.scale], *variant.configs]
+    cmd = [sys.executable, "-m", "escx.cli", "fit"]
+    for config in configs:
+        cmd += ["--config", config]
+    cmd += [
+        f"--data.train={args.data}/train",
+        f"--data.val={args.data}/val",
+        f"--trainer.max_steps={args.steps}",
+        f"--trainer.devices={args.devices}",
+        f"--trainer.default_root_dir={root}",
+        f"--seed_everything={args.seed}",
+        *variant.overrides,
+    ]
+    if args.scale == "tiny":
+        cmd.append(f"--trainer.val_check_interval={max(1, args.steps // 2)}")
+    env = {**os.environ, "WANDB_RUN_GROUP": group}
+    env.setdefault("WANDB_MODE", "offline")
+    log.warning("training %s: %s", variant.name, " ".join(cmd[2:]))
+    if subprocess.run(cmd, env=env).returncode != 0:
+        raise RuntimeError(f"training {variant.name} failed; see the output above")
+    return root, root / "checkpoints" / "last.ckpt"
+
+
+def run_study(args: argparse.Namespace) -> Path:
+    """Train and evaluate every variant of ``args.study``; returns the results folder."""
+    import torch
+
+    from escx.api import load_codec
+    from escx.audio import find_audio_files
+    from escx.evaluation.report import write_report
+
+    out = Path(args.out or f"results/ablation-{args.study}")
+    out.mkdir(parents=True, exist_ok=True)
+    variants = STUDIES[args.study](args.steps)
+    val_files = find_audio_files(Path(args.data) / "val")[: args.eval_files]
+    if not val_files:
+        raise SystemExit(
+            f"no validation audio in {args.data}/val; run `make data` or pass DATA=DIR"
+        )
+    rows: list[dict[str, Any]] = []
+    (out / "configs").mkdir(exist_ok=True)
+    for variant in variants:
+        root, ckpt = train_variant(variant, args, out, f"ablation-{args.study}")
+        shutil.copy(root / "config.yaml", out / "configs" / f"{variant.name}.yaml")
+        handle = load_codec(ckpt)
+        params = sum(p.numel() for p in handle.codec.parameters())
+        summary = json.loads((root / "metrics.json").read_text())
+        from escx.evaluation.core import evaluate_codec
+
+        torch.manual_seed(args.seed)
+        for row in evaluate_codec(handle, val_files, progress=True):
+            rows.append({"variant": variant.name, "params": params,
+                         "steps": summary.get("batches_seen"), **row})  # fmt: skip
+    caption = _caption(args, rows)
+    write_report(rows, out, f"ablation: {args.study}", caption, plots=False)
+    _plots(rows, out, args.study)
+    return out
+
+
+def _caption(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
+    params = sorted({r["params"] for r in rows})
+    scale = (
+        f"reduced-size ESC (experiments/tiny.yaml, {', '.join(f'{p:,}' for p in params)} "
+        "parameters), NOT the paper's setting (SCALE=base)"
+        if args.scale == "tiny"
+        else f"full-size models ({', '.join(f'{p:,}' for p in params)} parameters)"
+    )
+    return (
+        f"{scale}; {args.steps} training steps per variant, seed {args.seed}, data {args.data} "
+        f"(evaluated on {rows[0]['files'] if rows else 0} validation files); same budget and seed "
+        "for every variant."
+    )
+
+
+def _plots(rows: list[dict[str, Any]], out: Path, study: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [("pesq", "PESQ-wb"), ("mel_distance", "mel distance"), ("sisdr", "SI-SDR (dB)")]
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2))
+    for ax, (key, label) in zip(axes, metrics, strict=True):
+        for name in variants:
+            mine = [r for r in rows if r["variant"] == name and r[key] is not None]
+            ax.plot([r["kbps"] for r in mine], [r[key] for r in mine], marker="o", label=name)
+        ax.set_xlabel("kbps")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"ablation: {study}")
+    fig.tight_layout()
+    fig.savefig(out / "quality_vs_bitrate.png", dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for name in variants:
+        mine = [r for r in rows if r["variant"] == name]
+        ax.plot([r["kbps"] for r in mine], [r["bitrate_utilization"] for r in mine], marker="o",
+                label=name)  # fmt: skip
+    ax.set_xlabel("kbps")
+    ax.set_ylabel("bitrate utilisation (entropy / bits)")
+    ax.set_ylim(0, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "codebook_utilization.png", dpi=100)
+    plt.close(fig)
