@@ -82,7 +82,7 @@ class Registry(Generic[T]):
         valid = ", ".join(sorted(self._classes)) or "(none registered)"
         close = difflib.get_close_matches(name.rsplit(".", 1)[-1], list(self._classes), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"unknown {self.kind} {name!r}{hint} Valid {self.kind} names: {valid}"
+        return f"unknown {self.kind} {name!r}{hint or '.'} Valid {self.kind} names: {valid}"
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.rsplit(".", 1)[-1] in self._classes
