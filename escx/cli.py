@@ -38,6 +38,11 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def _available(module: str) -> bool:
     from importlib.util import find_spec
 
@@ -64,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
             return fail(f"unknown command {command!r}\n{usage()}")
         return import_module(TOOL_COMMANDS[command][0]).main(rest)
     except (CommandError, ValueError, OSError) as error:
-        return fail(str(error).strip().splitlines()[0] if str(error).strip() else repr(error))
+        return fail(_one_line(error))
+    except FloatingPointError as error:  # a non-finite loss: the run stopped, not bad input
+        fail(_one_line(error))
+        return 1
     except KeyboardInterrupt:
         return fail("interrupted")
 

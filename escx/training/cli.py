@@ -163,14 +163,20 @@ def run_lightning(argv: list[str]) -> int:
         except ConfigError as error:
             raise CommandError(str(error)) from None
     EscxCLI.argv = list(argv)
-    EscxCLI(
-        CodecModule,
-        AudioDataModule,
-        args=argv,
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-        parser_kwargs={"prog": "escx"},
-    )
+    # LightningCLI reads sys.argv; set it rather than passing args (which it warns about when
+    # both are present), and restore it for in-process callers such as tests.
+    saved = sys.argv
+    sys.argv = ["escx", *argv]
+    try:
+        EscxCLI(
+            CodecModule,
+            AudioDataModule,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            parser_kwargs={"prog": "escx"},
+        )
+    finally:
+        sys.argv = saved
     return 0
 
 
