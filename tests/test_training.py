@@ -159,3 +159,38 @@ def test_two_process_ddp_keeps_ranks_identical(corpus, tmp_path):
     assert probes[0]["metrics"]["val/mel_distance@9kbps"] == pytest.approx(
         float(metric.compute()), rel=1e-4
     )
+
+
+def test_non_finite_loss_stops_the_run_naming_step_and_term(corpus, tmp_path, monkeypatch):
+    from escx.training.objective import NonFiniteLossError
+
+    train, _ = corpus
+    model = _module()
+    real_terms = model.objective.generator_terms
+
+    def poisoned(audio, out, *args, **kwargs):
+        terms = real_terms(audio, out, *args, **kwargs)
+        if model.batches_seen == 2:
+            terms["mel"] = terms["mel"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(model.objective, "generator_terms", poisoned)
+    before = {k: v.clone() for k, v in model.codec.state_dict().items()}
+    with pytest.raises(NonFiniteLossError, match=r"batch 2: term 'mel'"):
+        _trainer(tmp_path, 5).fit(model, _datamodule(train))
+    assert any(not torch.equal(before[k], v) for k, v in model.codec.state_dict().items())
+    for value in model.codec.state_dict().values():  # weights never saw the bad loss
+        assert torch.isfinite(value.float()).all()
+
+
+def test_training_on_a_folder_without_audio_fails_at_start(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not audio")
+    root = str(tmp_path / "run")
+    code = main(["fit", "--config", str(ESC), "--config", str(TINY),
+                 "--data.train", str(empty), "--data.val", "null",
+                 "--trainer.default_root_dir", root, "--trainer.logger", "false"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("escx: error:") and "no usable audio" in err[-1]
