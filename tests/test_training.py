@@ -194,3 +194,22 @@ def test_training_on_a_folder_without_audio_fails_at_start(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("escx: error:") and "no usable audio" in err[-1]
+
+
+def test_an_interrupted_checkpoint_write_keeps_the_last_good_one(tmp_path, monkeypatch):
+    from escx.training.checkpointing import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"step": 1, "w": torch.ones(3)}, path)
+    good = path.read_bytes()
+
+    def dies_half_way(obj, file, *args, **kwargs):
+        file.write(b"partial bytes")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"step": 2, "w": torch.zeros(3)}, path)
+    assert path.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no temporary left

@@ -1,8 +1,9 @@
 """Checkpointing: last + best by validation PESQ at 9 kbps, and a resumable one on interrupt.
 
-Lightning writes checkpoints atomically on local disks (serialise to memory, then write inside an
-fsspec transaction that renames a temporary file), so an interrupted write never replaces the
-last good checkpoint. This callback adds what escx needs on top:
+:class:`AtomicCheckpointIO` writes every checkpoint to a temporary file in the target folder,
+flushes it to disk and renames it over the target, so an interrupted write never replaces the
+last good checkpoint (Lightning's own writer stages the file in the system temp folder and moves
+it, which is a non-atomic copy when that folder is on another file system). The callback adds:
 
 * a stable default folder, ``<default_root_dir>/checkpoints``, so ``--ckpt_path last`` finds the
   previous run's ``last.ckpt`` (the default folder of a logger changes with every run);
@@ -17,9 +18,36 @@ import os
 from typing import Any
 
 import lightning as L
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 log = logging.getLogger(__name__)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Saves checkpoints via a same-folder temporary file + fsync + ``os.replace``."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        import tempfile
+
+        import torch
+
+        target = os.fspath(path)
+        folder = os.path.dirname(target) or "."
+        os.makedirs(folder, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".ckpt", dir=folder)
+        try:
+            with os.fdopen(handle, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
 
 class EscxCheckpoint(ModelCheckpoint):

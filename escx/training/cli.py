@@ -43,6 +43,9 @@ class EscxCLI(LightningCLI):
                 "trainer.logger": lazy_instance(
                     WandbLogger, project="escx", save_dir=DEFAULT_ROOT, offline=True
                 ),
+                "trainer.plugins": [
+                    {"class_path": "escx.training.checkpointing.AtomicCheckpointIO"}
+                ],
                 "trainer.callbacks": [
                     {"class_path": f"{cls.__module__}.{cls.__name__}"}
                     for cls in (EscxCheckpoint, MediaLogger, MetricsSummary)
