@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--devices", default="1")
     parser.add_argument("--data", default="data", help="folder with train/ and val/")
     parser.add_argument("--seed", type=int, default=53)
-    parser.add_argument("--eval-files", type=int, default=24, help="validation files evaluated")
+    parser.add_argument("--eval-files", type=int, default=16, help="validation files evaluated")
     parser.add_argument("--out", default=None, help="default: results/ablation-STUDY")
     args = parser.parse_args(argv)
     if args.steps is None:
