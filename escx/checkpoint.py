@@ -1,0 +1,148 @@
+"""The codec checkpoint format shared by trained (`escx fit`) and converted (`escx convert`) models.
+
+A checkpoint is a torch file (a dict) with:
+
+* ``state_dict``: the codec's tensors, names prefixed ``codec.``; a Lightning checkpoint also holds
+  discriminator, loss and optimizer entries, which are ignored here;
+* ``escx``: ``codec_config`` (the ``class_path``/``init_args`` mapping that rebuilds the codec with
+  :func:`escx.build_codec`), ``sample_rate``, and for files written by
+  :func:`save_codec_checkpoint` also ``format`` and the model ``fingerprint`` (hex).
+
+:func:`escx.api.load_codec` reads it for inference.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from escx.bitstream import fingerprint_state_dict
+from escx.chunking import check_output_path
+from escx.codecs.base import Codec
+
+CHECKPOINT_FORMAT = 1
+STATE_PREFIX = "codec."
+
+
+class CheckpointError(ValueError):
+    """A model checkpoint is missing, unreadable or not an escx codec checkpoint."""
+
+
+def save_codec_checkpoint(
+    codec: Codec, codec_config: dict, path: str | os.PathLike, **extra: Any
+) -> Path:
+    """Write a codec checkpoint that :func:`load_codec` reads, atomically.
+
+    Args:
+        codec: the codec whose weights are saved.
+        codec_config: ``class_path``/``init_args`` mapping that rebuilds ``codec`` with
+            :func:`escx.build_codec` (checked here, so a checkpoint always loads).
+        path: destination; written to a temporary file beside it, then renamed into place.
+        **extra: more entries for the ``escx`` section (e.g. ``source``).
+
+    Returns:
+        The destination path.
+    """
+    path = Path(path)
+    check_output_path(path)
+    if not isinstance(codec_config, dict) or "class_path" not in codec_config:
+        raise CheckpointError("codec_config must be a dict with class_path (and init_args)")
+    state = {k: v.detach().cpu().clone() for k, v in codec.state_dict().items()}
+    rebuilt = build_from_config(codec_config, str(path)).state_dict()
+    wrong = sorted(k for k in state if k not in rebuilt or rebuilt[k].shape != state[k].shape)
+    if wrong or len(rebuilt) != len(state):
+        raise CheckpointError(
+            f"codec_config does not rebuild this codec (mismatched tensors: {wrong[:3]}); pass "
+            "the config the codec was built from"
+        )
+    blob = {
+        "state_dict": {STATE_PREFIX + k: v for k, v in state.items()},
+        "escx": {
+            "format": CHECKPOINT_FORMAT,
+            "codec_config": codec_config,
+            "sample_rate": int(codec.sample_rate),
+            "fingerprint": fingerprint_state_dict(state).hex(),
+            **extra,
+        },
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            torch.save(blob, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def build_from_config(codec_config: dict, where: str) -> Codec:
+    from escx.config import build_codec
+
+    try:
+        return build_codec({"codec": codec_config})
+    except (ValueError, TypeError, ImportError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise CheckpointError(
+            f"{where}: cannot rebuild the codec from its config: {first}"
+        ) from None
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
+    """The codec state dict (``codec.`` prefix removed) and ``escx`` section of a checkpoint.
+
+    Raises:
+        CheckpointError: missing file, not a torch checkpoint, or no codec weights or config.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"model checkpoint not found: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"{path} is not a file; pass a .ckpt written by escx fit/convert")
+    blob = _torch_load(path)
+    meta = blob.get("escx") if isinstance(blob, dict) else None
+    state = blob.get("state_dict") if isinstance(blob, dict) else None
+    if not isinstance(meta, dict) or not isinstance(state, dict):
+        raise CheckpointError(
+            f"{path} is not an escx codec checkpoint (no 'state_dict' and 'escx' entries); use a "
+            "checkpoint from escx fit, or convert a reference model with escx convert"
+        )
+    if not isinstance(meta.get("codec_config"), dict):
+        raise CheckpointError(
+            f"{path} has no codec config (escx.codec_config); it was not trained with the escx "
+            "command line, so the codec cannot be rebuilt"
+        )
+    codec_state = {
+        k[len(STATE_PREFIX) :]: v for k, v in state.items() if k.startswith(STATE_PREFIX)
+    }
+    if not codec_state:
+        raise CheckpointError(f"{path} holds no codec weights (no 'codec.*' entries)")
+    return codec_state, meta
+
+
+def _torch_load(path: Path) -> Any:
+    # Our own files hold only tensors and plain containers, so the safe loader reads them; a
+    # Lightning checkpoint also pickles hyper-parameters (optimizer factories), which needs the
+    # full unpickler (like Lightning's own loading, it trusts the file). mmap avoids a second copy
+    # of the weights in memory; only the zip format (torch.save's default) supports it.
+    mmap = zipfile.is_zipfile(path)
+    for weights_only in (True, False):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=mmap)
+        except pickle.UnpicklingError:
+            if weights_only:
+                continue
+            error = "not a torch checkpoint"
+        except Exception as exc:  # a damaged pickle can fail in any way (IndexError, KeyError...)
+            error = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"cannot read {path} as a model checkpoint ({error})")
+    raise AssertionError("unreachable")

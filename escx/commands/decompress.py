@@ -1,0 +1,58 @@
+"""``escx decompress IN.escx... -o OUT --model CKPT``: ``.escx`` bitstreams -> 16-bit wav files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tqdm import tqdm
+
+from escx.commands.common import ArgumentParser, CommandError
+from escx.commands.compress import output_folders, plan_outputs, run_files
+
+
+def escx_files(folder: Path) -> list[Path]:
+    """``.escx`` files under ``folder``, recursively, sorted; hidden files and folders skipped."""
+    return sorted(
+        path
+        for path in folder.rglob("*.escx")
+        if path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )
+
+
+def main(argv: list[str]) -> int:
+    parser = ArgumentParser(
+        prog="escx decompress", description="Decompress .escx bitstreams to 16-bit wav files."
+    )
+    parser.add_argument("inputs", nargs="+", metavar="IN", help=".escx files or folders")
+    parser.add_argument("-o", "--output", required=True, help="output .wav file or folder")
+    parser.add_argument(
+        "--model", required=True, help="the checkpoint the files were compressed with"
+    )
+    args = parser.parse_args(argv)
+
+    from escx.api import load_codec
+    from escx.bitstream import read_escx
+
+    pairs, root = plan_outputs(args.inputs, args.output, escx_files, ".wav", ".escx files")
+    if root is None and pairs[0][1].suffix.lower() not in (".wav", ".flac"):
+        raise CommandError(f"-o {pairs[0][1]}: the output must end in .wav (or .flac)")
+    handle = load_codec(args.model)
+    for source, _ in pairs:  # verify every file first: a bad one fails before anything is written
+        try:
+            handle.unpack(read_escx(source))
+        except (ValueError, OSError) as error:
+            raise CommandError(f"{source}: {str(error).strip().splitlines()[0]}") from None
+
+    def work(source: Path, target: Path, bar: tqdm):
+        return handle.decompress(source, target)
+
+    with output_folders(root, pairs):
+        results = run_files(pairs, work, "decompress")
+    seconds = sum(r.seconds for r in results)
+    where = pairs[0][1] if root is None else root
+    print(
+        f"decompressed {len(results)} file{'s' * (len(results) != 1)}: {seconds:.1f} s of audio "
+        f"at {handle.sample_rate} Hz in {where}"
+    )
+    return 0

@@ -1,0 +1,132 @@
+"""Write evaluation rows as results.csv, results.json, results.md and PNG plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+# (key, Markdown header, format) of the table columns, in order.
+COLUMNS: list[tuple[str, str, str]] = [
+    ("kbps", "kbps", "{:g}"),
+    ("kbps_measured", "measured kbps", "{:.2f}"),
+    ("pesq", "PESQ-wb ↑", "{:.3f}"),
+    ("stoi", "STOI ↑", "{:.3f}"),
+    ("sisdr", "SI-SDR (dB) ↑", "{:.2f}"),
+    ("mel_distance", "mel dist. ↓", "{:.3f}"),
+    ("bitrate_utilization", "bitrate util. ↑", "{:.1%}"),
+    ("encode_rtf", "encode RTF", "{:.3f}"),
+    ("decode_rtf", "decode RTF", "{:.3f}"),
+]
+
+
+def _cell(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return fmt.format(value)
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], caption: str | None = None) -> str:
+    """A Markdown table with one line per bitrate, followed by an optional caption line.
+
+    Text-valued keys (such as an ablation's ``variant``) become leading columns.
+    """
+    labels = [k for k in (rows[0] if rows else {}) if isinstance(rows[0][k], str)]
+    columns = [(k, k, "{}") for k in labels]
+    columns += [c for c in COLUMNS if any(c[0] in row for row in rows)]
+    lines = [
+        "| " + " | ".join(header for _, header, _ in columns) + " |",
+        "|" + "|".join("---:" for _ in columns) + "|",
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row.get(k), f) for k, _, f in columns) + " |")
+    if caption:
+        lines += ["", f"*{caption}*"]
+    return "\n".join(lines) + "\n"
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities -> None (JSON has no NaN); tensors and numpy scalars -> Python."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _json_safe(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _scalar_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k, v in row.items() if k not in keys and not isinstance(v, list | dict)]
+    return keys
+
+
+def _atomic_write(path: Path, write: Any, mode: str = "w") -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({"newline": ""} if "b" not in mode else {})) as file:
+            write(file)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(
+    rows: Sequence[dict[str, Any]],
+    out_dir: str | os.PathLike,
+    title: str,
+    caption: str | None = None,
+    plots: bool = True,
+) -> dict[str, Path]:
+    """Write an evaluation report.
+
+    Args:
+        rows: one dict per bitrate, as :func:`escx.evaluation.evaluate_codec` returns (any extra
+            scalar keys become CSV columns; list values, such as per-codebook utilisation, go to
+            the JSON only).
+        out_dir: folder to write into (created if missing, its parent must exist).
+        title: heading of results.md and the plots (e.g. the model name).
+        caption: line under the table naming the model and the data.
+        plots: also draw quality_vs_bitrate.png and codebook_usage.png.
+
+    Returns:
+        Paths of the written files by kind: ``csv``, ``json``, ``md`` and the plots.
+    """
+    out = Path(out_dir)
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"cannot create {out}: folder {out.parent} does not exist")
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"cannot write a report into {out}: it is a file")
+    out.mkdir(exist_ok=True)
+    rows = [dict(row) for row in rows]
+    paths = {"csv": out / "results.csv", "json": out / "results.json", "md": out / "results.md"}
+    keys = _scalar_columns(rows)
+
+    def write_csv(file: Any) -> None:
+        writer = csv.DictWriter(file, fieldnames=keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+    _atomic_write(paths["csv"], write_csv)
+    document = {"title": title, "caption": caption, "rows": _json_safe(rows)}
+    _atomic_write(paths["json"], lambda f: json.dump(document, f, indent=2, allow_nan=False))
+    _atomic_write(paths["md"], lambda f: f.write(f"# {title}\n\n" + markdown_table(rows, caption)))
+    if plots and rows:
+        from escx.evaluation.plots import plot_codebook_usage, plot_quality
+
+        paths["quality_plot"] = plot_quality(rows, out / "quality_vs_bitrate.png", title)
+        usage = plot_codebook_usage(rows, out / "codebook_usage.png", title)
+        if usage is not None:
+            paths["usage_plot"] = usage
+    return paths
