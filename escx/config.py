@@ -146,7 +146,10 @@ def build_codec(*sources: str | Path | dict):
         from escx.codecs.stft_codec import STFTCodec
 
         return STFTCodec()
-    return parser.instantiate(namespace).codec
+    codec = parser.instantiate(namespace).codec
+    # Kept so that checkpoints of this codec can rebuild it (escx.load_codec).
+    codec.escx_config = yaml.safe_load(parser.dump(namespace))["codec"]
+    return codec
 
 
 def codec_config_dict(*sources: str | Path | dict) -> dict:
