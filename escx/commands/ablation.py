@@ -22,6 +22,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=53)
     parser.add_argument("--eval-files", type=int, default=16, help="validation files evaluated")
     parser.add_argument("--out", default=None, help="default: results/ablation-STUDY")
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        help="extra config stacked after the scale, before each variant's overlay (repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.steps is None:
         args.steps = 300 if args.scale == "tiny" else 250_000

@@ -66,7 +66,8 @@ def train_variant(
 ) -> tuple[Path, Path]:
     """Run ``escx fit`` for one variant; returns (run folder, final checkpoint)."""
     root = out / "runs" / variant.name
-    configs = ["experiments/esc.yaml", *SCALES[args.scale], *variant.configs]
+    extra = list(getattr(args, "config", None) or [])
+    configs = ["experiments/esc.yaml", *SCALES[args.scale], *extra, *variant.configs]
     cmd = [sys.executable, "-m", "escx.cli", "fit"]
     for config in configs:
         cmd += ["--config", config]
