@@ -165,16 +165,11 @@ class CodecHandle:
         codes = torch.as_tensor(codes)
         if codes.dim() == 3:
             codes = codes.unsqueeze(0)
-        if codes.dim() != 4 or codes.shape[1] > self.codec.max_streams:
+        if codes.dim() == 4 and codes.shape[1] > self.codec.max_streams:
             raise ValueError(
-                f"codes must have shape (B, streams <= {self.codec.max_streams}, "
-                f"{self.codec.num_groups}, frames), got {tuple(codes.shape)}"
+                f"codes have {codes.shape[1]} streams, the model has {self.codec.max_streams}"
             )
-        if codes.shape[-1] != self.num_frames(length):
-            raise ValueError(
-                f"{codes.shape[-1]} code frames cannot hold {length} samples "
-                f"(expected {self.num_frames(length)} frames)"
-            )
+        self.codec.check_codes(codes, length)
         return decode_chunked(
             self.codec, codes.long(), length, self.chunk_frames, self.context_frames, self.align
         )

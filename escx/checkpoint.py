@@ -72,17 +72,26 @@ def save_codec_checkpoint(
             **extra,
         },
     }
+    atomic_torch_save(blob, path)
+    return path
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``.
+
+    An interrupted write never leaves a partial file at ``path`` nor replaces its old content.
+    """
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as file:
-            torch.save(blob, file)
+            torch.save(obj, file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
 
 
 def build_from_config(codec_config: dict, where: str) -> Codec:

@@ -30,24 +30,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
     ) -> None:
-        import tempfile
+        from escx.checkpoint import atomic_torch_save
 
-        import torch
-
-        target = os.fspath(path)
-        folder = os.path.dirname(target) or "."
-        os.makedirs(folder, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".ckpt", dir=folder)
-        try:
-            with os.fdopen(handle, "wb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
+        atomic_torch_save(checkpoint, path)
 
 
 class EscxCheckpoint(ModelCheckpoint):
