@@ -88,17 +88,17 @@ def main(argv: list[str] | None = None) -> int:
     evaluate(escx.build_codec(*CONFIGS).eval(), files, "before training", streams=[1, 6])
 
     pretrain = max(1, args.steps // 3)
-    cmd = [sys.executable, "-m", "escx.cli", "fit"]
-    for config in CONFIGS:
-        cmd += ["--config", config]
-    cmd += [
+    from escx.experiments.ablation import fit_command
+
+    cmd = fit_command(
+        CONFIGS,
         f"--data.train={data / 'train'}",
         f"--data.val={data / 'val'}",
         f"--trainer.max_steps={args.steps}",
         f"--trainer.val_check_interval={args.steps}",
         f"--model.pretrain_steps={pretrain}",
         f"--trainer.default_root_dir={ROOT}",
-    ]
+    )
     say(f"\n== training ({pretrain} pre-training steps, then quantized): escx {' '.join(cmd[3:])}")
     if subprocess.run(cmd).returncode != 0:
         say("escx demo: error: training failed (see above)")

@@ -38,6 +38,14 @@ class Variant:
     overrides: list[str] = field(default_factory=list)
 
 
+def fit_command(configs: list[str], *options: str) -> list[str]:
+    """``escx fit`` with stacked configs and options, in this interpreter's environment."""
+    cmd = [sys.executable, "-m", "escx.cli", "fit"]
+    for config in configs:
+        cmd += ["--config", config]
+    return [*cmd, *options]
+
+
 def pretrain_study(steps: int) -> list[Variant]:
     """ESC with and without pre-training; the reference's ablation pre-trains 5 of 50 epochs."""
     pretrain = max(1, steps // 10)
@@ -68,10 +76,8 @@ def train_variant(
     root = out / "runs" / variant.name
     extra = list(getattr(args, "config", None) or [])
     configs = ["experiments/esc.yaml", *SCALES[args.scale], *extra, *variant.configs]
-    cmd = [sys.executable, "-m", "escx.cli", "fit"]
-    for config in configs:
-        cmd += ["--config", config]
-    cmd += [
+    cmd = fit_command(
+        configs,
         f"--data.train={args.data}/train",
         f"--data.val={args.data}/val",
         f"--trainer.max_steps={args.steps}",
@@ -79,7 +85,7 @@ def train_variant(
         f"--trainer.default_root_dir={root}",
         f"--seed_everything={args.seed}",
         *variant.overrides,
-    ]
+    )
     if args.scale == "tiny":  # validate once, at the end: the comparison is evaluated afterwards
         cmd += [f"--trainer.val_check_interval={args.steps}", "--trainer.num_sanity_val_steps=0"]
     env = {**os.environ, "WANDB_RUN_GROUP": group}
