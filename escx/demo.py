@@ -18,17 +18,12 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 from pathlib import Path
+
+from escx.commands.common import say
 
 ROOT = Path("runs/demo")
 CONFIGS = ["experiments/esc.yaml", "experiments/tiny.yaml"]
-
-
-def say(message: str) -> None:
-    """Demo output goes to the terminal (this module is a command, not library code)."""
-    sys.stdout.write(message + "\n")
-    sys.stdout.flush()
 
 
 def prepare_data(data: str | None) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from escx.commands.common import ArgumentParser
+from escx.commands.common import ArgumentParser, say
 from escx.experiments.ablation import SCALES, STUDIES, run_study
 
 
@@ -35,6 +35,6 @@ def main(argv: list[str]) -> int:
         parser.error("--steps must be at least 1")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     out = run_study(args)
-    print((out / "results.md").read_text())
-    print(f"results: {out}")
+    say((out / "results.md").read_text())
+    say(f"results: {out}")
     return 0

@@ -24,3 +24,12 @@ def fail(message: str) -> int:
     """Print a one-line error to stderr and return the bad-input exit code."""
     sys.stderr.write(f"escx: error: {message}\n")
     return EXIT_BAD_INPUT
+
+
+def say(text: str = "", end: str = "\n") -> None:
+    """Write a command's result for the user to stdout (flushed, so progress shows at once).
+
+    Library code logs; commands report through this one function.
+    """
+    sys.stdout.write(text + end)
+    sys.stdout.flush()

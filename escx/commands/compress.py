@@ -16,7 +16,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from escx.commands.common import ArgumentParser, CommandError
+from escx.commands.common import ArgumentParser, CommandError, say
 
 Finder = Callable[[Path], list[Path]]
 
@@ -162,7 +162,7 @@ def main(argv: list[str]) -> int:
     seconds = sum(r.seconds for r in results)
     size = sum(r.num_bytes for r in results)
     where = pairs[0][1] if root is None else root
-    print(
+    say(
         f"compressed {len(results)} file{'s' * (len(results) != 1)}: {seconds:.1f} s of audio "
         f"-> {size:,} bytes ({size * 8 / max(seconds, 1e-9) / 1000:.2f} kbps, nominal "
         f"{handle.kbps(streams):g}) in {where}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from escx.commands.common import ArgumentParser
+from escx.commands.common import ArgumentParser, say
 
 
 def main(argv: list[str]) -> int:
@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
     params = sum(p.numel() for p in codec.parameters())
     top = codec.bitrate(codec.max_streams) / 1000
     fingerprint = fingerprint_state_dict(codec.state_dict()).hex()
-    print(
+    say(
         f"converted {args.checkpoint}: {params:,} parameters, {codec.max_streams} streams "
         f"(up to {top:g} kbps), fingerprint {fingerprint} -> {output}"
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from escx.commands.common import ArgumentParser, CommandError
+from escx.commands.common import ArgumentParser, CommandError, say
 from escx.commands.compress import output_folders, plan_outputs, run_files
 
 
@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
         results = run_files(pairs, work, "decompress")
     seconds = sum(r.seconds for r in results)
     where = pairs[0][1] if root is None else root
-    print(
+    say(
         f"decompressed {len(results)} file{'s' * (len(results) != 1)}: {seconds:.1f} s of audio "
         f"at {handle.sample_rate} Hz in {where}"
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from escx.commands.common import ArgumentParser, CommandError
+from escx.commands.common import ArgumentParser, CommandError, say
 
 
 def main(argv: list[str]) -> int:
@@ -43,9 +43,9 @@ def main(argv: list[str]) -> int:
     streams = parse_streams(args.streams, handle.codec.max_streams)
     rows = evaluate_codec(handle, files, streams, progress=True, with_stoi=not args.no_stoi)
     caption = describe(handle, args.data, rows)
-    print(markdown_table(rows, caption), end="")
+    say(markdown_table(rows, caption), end="")
     if output is not None:
         title = f"{Path(args.model).name} on {Path(args.data).name or args.data}"
         paths = write_report(rows, output, title, caption)
-        print(f"wrote {', '.join(p.name for p in paths.values())} to {output}")
+        say(f"wrote {', '.join(p.name for p in paths.values())} to {output}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 
-from escx.commands.common import ArgumentParser, CommandError
+from escx.commands.common import ArgumentParser, CommandError, say
 from escx.config import registries
 
 
@@ -26,9 +26,9 @@ def main(argv: list[str]) -> int:
             raise CommandError(f"unknown kind {args.kind!r}; choose one of: {', '.join(kinds)}")
         kinds = [kind]
     for kind in kinds:
-        print(f"{kind}s:")
+        say(f"{kind}s:")
         items = regs[kind].items()
         width = max((len(name) for name, _ in items), default=0)
         for name, cls in items:
-            print(f"  {name:<{width}}  {summary(cls)}")
+            say(f"  {name:<{width}}  {summary(cls)}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from escx.commands.common import ArgumentParser, CommandError
+from escx.commands.common import ArgumentParser, CommandError, say
 from escx.config import ConfigError
 from escx.experiments.sweep import LocalSweep, format_value, load_sweep
 
@@ -34,17 +34,14 @@ def main(argv: list[str]) -> int:
     def report(run) -> None:
         params = ", ".join(f"{k}={format_value(v)}" for k, v in run.params.items())
         value = "n/a" if run.metric is None else f"{run.metric:.4f}"
-        print(
-            f"[{run.index + 1}] {params}: {sweep.metric} = {value} (exit {run.returncode})",
-            flush=True,
-        )
+        say(f"[{run.index + 1}] {params}: {sweep.metric} = {value} (exit {run.returncode})")
 
     try:
         sweep.run(report)
     except ConfigError as error:
         raise CommandError(str(error)) from None
     path = sweep.write_results()
-    print()
-    print(sweep.table())
-    print(f"\nresults: {path}")
+    say()
+    say(sweep.table())
+    say(f"\nresults: {path}")
     return 0 if any(r.returncode == 0 for r in sweep.runs) else 1

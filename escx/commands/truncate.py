@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from escx.commands.common import ArgumentParser, CommandError
+from escx.commands.common import ArgumentParser, CommandError, say
 
 
 def streams_for_kbps(header, kbps: float) -> int:
@@ -88,7 +88,7 @@ def main(argv: list[str]) -> int:
     streams = args.streams if args.kbps is None else streams_for_kbps(header, args.kbps)
     out = truncate_bitstream(data, streams)
     write_escx(target, out)
-    print(
+    say(
         f"kept {streams} of {header.num_streams} streams: {len(data):,} -> {len(out):,} bytes "
         f"in {target}"
     )
