@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
@@ -81,3 +82,15 @@ def complex_spectrogram(audio: Tensor, n_fft: int, hop: int, normalized: bool = 
             spec = spec / window.pow(2).sum().sqrt()
         # (B, F, T) complex -> (B, 2, T, F) real
         return torch.view_as_real(spec).permute(0, 3, 2, 1)
+
+
+def conv_stack(convs: nn.ModuleList, x: Tensor, slope: float) -> tuple[Tensor, list[Tensor]]:
+    """Run convs each followed by LeakyReLU(``slope``); returns the output and every activation.
+
+    The activations are the features compared by the feature-matching loss.
+    """
+    features = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), slope)
+        features.append(x)
+    return x, features

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from escx.discriminators.base import DISCRIMINATORS, Discriminator
-from escx.discriminators.common import check_input, dac_preprocess, wn_conv
+from escx.discriminators.common import check_input, conv_stack, dac_preprocess, wn_conv
 
 LEAKY_SLOPE = 0.1
 
@@ -66,10 +66,7 @@ class PeriodSubDiscriminator(nn.Module):
         extra = -audio.shape[-1] % self.period
         x = F.pad(audio.unsqueeze(1), (0, extra), mode="reflect") if extra else audio.unsqueeze(1)
         x = x.view(x.shape[0], 1, -1, self.period)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LEAKY_SLOPE)
-            features.append(x)
+        x, features = conv_stack(self.convs, x, LEAKY_SLOPE)
         return self.post(x), features
 
 

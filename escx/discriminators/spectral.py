@@ -11,7 +11,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from escx.discriminators.base import DISCRIMINATORS, Discriminator
-from escx.discriminators.common import check_input, complex_spectrogram, dac_preprocess, wn_conv
+from escx.discriminators.common import (
+    check_input,
+    complex_spectrogram,
+    conv_stack,
+    dac_preprocess,
+    wn_conv,
+)
 
 DAC_BAND_EDGES = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 
@@ -79,10 +85,8 @@ class BandSTFTSubDiscriminator(nn.Module):
         spec = complex_spectrogram(padded, self.window, self.hop)  # (B, 2, frames, bins)
         features, outputs = [], []
         for (lo, hi), stack in zip(self.bands, self.band_convs, strict=True):
-            x = spec[..., lo:hi]
-            for conv in stack:
-                x = F.leaky_relu(conv(x), 0.1)
-                features.append(x)
+            x, band_features = conv_stack(stack, spec[..., lo:hi], 0.1)
+            features.extend(band_features)
             outputs.append(x)
         return self.post(torch.cat(outputs, dim=-1)), features
 
@@ -174,10 +178,7 @@ class STFTSubDiscriminator(nn.Module):
             ``(logits (B, 1, frames, F'), features)``, each feature (B, filters, frames, F_i).
         """
         x = complex_spectrogram(audio, self.window, self.hop, normalized=True)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.2)
-            features.append(x)
+        x, features = conv_stack(self.convs, x, 0.2)
         return self.post(x), features
 
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from escx.discriminators.base import DISCRIMINATORS, Discriminator
-from escx.discriminators.common import check_input, dac_preprocess, wn_conv
+from escx.discriminators.common import check_input, conv_stack, dac_preprocess, wn_conv
 
 LEAKY_SLOPE = 0.2  # MelGAN's value (HiFi-GAN uses 0.1)
 
@@ -51,11 +51,7 @@ class ScaleSubDiscriminator(nn.Module):
         Returns:
             ``(logits (B, 1, L'), features)``, each feature (B, C_i, L_i).
         """
-        x = audio.unsqueeze(1)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LEAKY_SLOPE)
-            features.append(x)
+        x, features = conv_stack(self.convs, audio.unsqueeze(1), LEAKY_SLOPE)
         return self.post(x), features
 
 
