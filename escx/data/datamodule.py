@@ -134,20 +134,23 @@ class AudioDataModule(L.LightningDataModule):
             return 0, 1
         return trainer.global_rank, trainer.world_size
 
+    def _open_hf(self, spec: SourceSpec, role: str, streaming: bool):
+        return open_hf_dataset(
+            spec.location,
+            spec.split,
+            role=role,
+            config=self.hf_config,
+            audio_column=self.hf_audio_column,
+            streaming=streaming,
+        )
+
     def _items(self, role: str, spec: SourceSpec, limit: int | None) -> list[AudioItem]:
         hint = self._hint(role)
         if spec.kind == "folder":
             return folder_items(spec.location, hint)
         if spec.kind == "manifest":
             return manifest_items(spec.location, hint)
-        ds = open_hf_dataset(
-            spec.location,
-            spec.split,
-            role=role,
-            config=self.hf_config,
-            audio_column=self.hf_audio_column,
-            streaming=self.streaming,
-        )
+        ds = self._open_hf(spec, role, self.streaming)
         if not self.streaming:
             return hf_items(ds, self.hf_audio_column, str(spec))
         # Evaluation sets are small: hold the first rows of a stream in memory.
@@ -164,14 +167,7 @@ class AudioDataModule(L.LightningDataModule):
         label = str(spec)
         if role == "train" and spec.kind == "hf" and self.streaming:
             rank, world = self._rank()
-            ds = open_hf_dataset(
-                spec.location,
-                spec.split,
-                role=role,
-                config=self.hf_config,
-                audio_column=self.hf_audio_column,
-                streaming=True,
-            )
+            ds = self._open_hf(spec, role, streaming=True)
             dataset: Dataset = StreamingCropDataset(
                 ds,
                 self.hf_audio_column,
