@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any
 
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
 from escx.commands.common import CommandError
@@ -24,6 +24,17 @@ from escx.training.naming import run_identity
 from escx.training.summary import MetricsSummary
 
 DEFAULT_ROOT = "runs/escx"
+
+
+class OneLineErrorParser(LightningArgumentParser):
+    """Reports a command-line mistake as one line (exit code 2) instead of the full usage."""
+
+    def error(self, message: str, ex: Exception | None = None) -> None:  # type: ignore[override]
+        if not self.exit_on_error:
+            super().error(message, ex)
+        text = " ".join(str(message).split())
+        sys.stderr.write(f"escx: error: {text} (see escx {self.prog.split()[-1]} --help)\n")
+        raise SystemExit(2)
 
 
 class EscxCLI(LightningCLI):
@@ -175,6 +186,7 @@ def run_lightning(argv: list[str]) -> int:
             CodecModule,
             AudioDataModule,
             save_config_kwargs={"overwrite": True},
+            parser_class=OneLineErrorParser,
             auto_configure_optimizers=False,
             parser_kwargs={"prog": "escx"},
         )
