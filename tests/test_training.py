@@ -213,3 +213,11 @@ def test_an_interrupted_checkpoint_write_keeps_the_last_good_one(tmp_path, monke
         io.save_checkpoint({"step": 2, "w": torch.zeros(3)}, path)
     assert path.read_bytes() == good
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no temporary left
+
+
+def test_unknown_training_option_is_a_one_line_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(ESC), "--model.not_an_option", "1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unrecognized arguments: --model.not_an_option" in err
