@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from escx.backbones import fused
+
 
 class PatchEmbed(nn.Module):
     """Linear patchify: Conv2d(2 -> dim, kernel = stride = patch) on the complex STFT.
@@ -84,7 +86,7 @@ class PatchMerge(nn.Module):
             x = nn.functional.pad(x, (0, 0, 0, 0, 0, 1))
             h += 1
         x = x.reshape(b, h // 2, 2, w, c).permute(0, 1, 3, 2, 4).reshape(b, h // 2, w, 2 * c)
-        return self.proj(self.norm(x))
+        return fused.linear(self.norm(x), self.proj)
 
 
 class PatchSplit(nn.Module):
@@ -100,5 +102,5 @@ class PatchSplit(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, h, w, _ = x.shape
-        x = self.proj(self.norm(x)).reshape(b, h, w, 2, -1)
+        x = fused.linear(self.norm(x), self.proj).reshape(b, h, w, 2, -1)
         return x.permute(0, 1, 3, 2, 4).reshape(b, 2 * h, w, -1)

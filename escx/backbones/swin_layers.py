@@ -14,7 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from escx.backbones import fused
 from escx.backbones.patching import PatchMerge, PatchSplit
+from escx.backbones.swin_inference import block_inference
+from escx.perf import wants_fast_cpu_path
 
 
 def relative_position_index(window: int) -> Tensor:
@@ -40,6 +43,16 @@ def shift_mask(
     windows = windows.permute(0, 2, 1, 3).reshape(-1, window * window)
     diff = windows[:, None, :] - windows[:, :, None]
     return torch.where(diff != 0, -100.0, 0.0)
+
+
+def boundary_masks(window: int, shift: int, device: torch.device) -> Tensor:
+    """The three distinct shift masks (3, window^2, window^2): last window row, last window
+    column, corner. Every other window of a shifted grid lies in one region and is unmasked, so
+    these three patterns describe the mask of a grid of any size."""
+    full = shift_mask(
+        2 * window, 2 * window, window, shift, device
+    )  # windows (0,0),(0,1),(1,0),(1,1)
+    return torch.stack([full[2], full[1], full[3]])
 
 
 class WindowAttention(nn.Module):
@@ -81,8 +94,9 @@ class FeedForward(nn.Module):
         self.linear_1 = nn.Linear(dim, int(dim * ratio))
         self.linear_2 = nn.Linear(int(dim * ratio), dim)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.linear_2(F.gelu(self.linear_1(x)))
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        """(..., d) -> (..., d), plus ``residual`` if given (fused on the CPU inference path)."""
+        return fused.linear(fused.linear(x, self.linear_1, "gelu"), self.linear_2, None, residual)
 
 
 class SwinBlock(nn.Module):
@@ -95,6 +109,11 @@ class SwinBlock(nn.Module):
         self.attn = WindowAttention(dim, heads, window)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = FeedForward(dim, mlp_ratio)
+
+    def forward_inference(self, x: Tensor, masks: Tensor | None) -> Tensor:
+        """Gradient-free CPU path, same function as :meth:`forward`
+        (:func:`escx.backbones.swin_inference.block_inference`)."""
+        return block_inference(self, x, masks)
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         """(B, H, W, C) -> (B, H, W, C); ``mask`` is the shift mask for the padded grid."""
@@ -115,7 +134,7 @@ class SwinBlock(nn.Module):
         if pad_h or pad_w:
             y = y[:, :h, :w]
         x = x + y
-        return x + self.mlp(self.norm2(x))
+        return self.mlp(self.norm2(x), residual=x)
 
 
 class SwinStage(nn.Module):
@@ -156,6 +175,7 @@ class SwinStage(nn.Module):
             raise ValueError(f"a stage without scaling keeps its width: {dim} != {out_dim}")
         self.scale = scalers[scale](dim, out_dim) if scale else None
         self._masks: dict[tuple, Tensor] = {}
+        self._boundary: dict[tuple, Tensor] = {}
 
     def _mask(self, h: int, w: int, device: torch.device) -> Tensor | None:
         if len(self.blocks) < 2:
@@ -167,8 +187,18 @@ class SwinStage(nn.Module):
             self._masks[key] = shift_mask(key[0], key[1], ws, self.shift, device)
         return self._masks[key]
 
+    def _boundary_masks(self, device: torch.device) -> Tensor:
+        if device not in self._boundary:
+            self._boundary[device] = boundary_masks(self.window, self.shift, device)
+        return self._boundary[device]
+
     def forward(self, x: Tensor) -> Tensor:
         """(B, H, W, C) -> (B, H', W, C_out)."""
+        if wants_fast_cpu_path(x):
+            masks = self._boundary_masks(x.device)
+            for block in self.blocks:
+                x = block.forward_inference(x, masks)
+            return self.scale(x) if self.scale is not None else x
         mask = self._mask(x.shape[1], x.shape[2], x.device)
         for block in self.blocks:
             x = block(x, mask)
