@@ -52,7 +52,7 @@ from escx.chunking import (
     file_reader,
     frames_for_seconds,
 )
-from escx.codecs.base import Codec
+from escx.codecs.base import Codec, check_precision
 
 logger = logging.getLogger(__name__)
 
@@ -317,6 +317,7 @@ def load_codec(
     device: str | torch.device = "cpu",
     chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
     context_seconds: float = DEFAULT_CONTEXT_SECONDS,
+    precision: str = "fp32",
 ) -> CodecHandle:
     """Load a trained or converted codec checkpoint for inference.
 
@@ -325,6 +326,7 @@ def load_codec(
         device: where the codec runs ("cpu", "cuda", ...).
         chunk_seconds: chunk length for long inputs.
         context_seconds: context on each side of a chunk.
+        precision: "fp32" (default, exact) or "bf16" (faster; codes may differ from fp32's).
 
     Returns:
         A :class:`CodecHandle` in eval mode.
@@ -332,6 +334,7 @@ def load_codec(
     Raises:
         CheckpointError: missing, corrupt or incompatible checkpoint (one-line message).
     """
+    check_precision(precision)
     state, meta = read_checkpoint(path)
     codec = build_from_config(meta["codec_config"], str(path))
     try:
@@ -339,7 +342,7 @@ def load_codec(
     except RuntimeError as error:
         detail = " ".join(str(error).split())[:300]
         raise CheckpointError(f"{path}: weights do not fit the codec config ({detail})") from None
-    codec = codec.to(device).eval()
+    codec = codec.to(device).eval().set_inference_precision(precision)
     rate = meta.get("sample_rate", codec.sample_rate)
     if int(rate) != int(codec.sample_rate):
         raise CheckpointError(

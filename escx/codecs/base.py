@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from escx.quantizers.base import QuantizerOutput
@@ -58,6 +60,25 @@ class Codec(nn.Module):
             )
         return streams
 
+    inference_precision: str = "fp32"
+
+    def set_inference_precision(self, precision: str) -> Codec:
+        """Choose the precision of :meth:`encode` / :meth:`decode`: "fp32" (default) or "bf16".
+
+        bf16 runs the encoder and decoder under autocast; the STFT, the iSTFT and the codebook
+        search stay in fp32 (ESC's distances are cosine similarities of 8-dim vectors, where bf16
+        would change codes needlessly). Training precision is the Trainer's ``precision``.
+        """
+        self.inference_precision = check_precision(precision)
+        return self
+
+    def inference_autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        """Autocast context for the chosen inference precision on ``device``."""
+        dtype = PRECISIONS[self.inference_precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=dtype)
+
     def forward(self, audio: Tensor, n_streams: int, bypass_quantizer: bool = False) -> CodecOutput:
         raise NotImplementedError
 
@@ -66,6 +87,20 @@ class Codec(nn.Module):
 
     def decode(self, codes: Tensor, length: int) -> Tensor:
         raise NotImplementedError
+
+
+# Inference precisions: name -> autocast dtype (None: plain fp32).
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def check_precision(precision: str) -> str:
+    """Return ``precision`` if it is a known inference precision, else raise a one-line error."""
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)} (fp32 is exact, "
+            "bf16 is faster on CPUs with AVX512-BF16/AMX and on GPUs)"
+        )
+    return precision
 
 
 CODECS: Registry = Registry("codec", Codec)

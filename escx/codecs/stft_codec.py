@@ -107,14 +107,16 @@ class STFTCodec(Codec):
     def encode(self, audio: Tensor, n_streams: int) -> Tensor:
         """Audio (B, L) or (L,) -> codes (B, n_streams, groups, frames) int64."""
         audio = check_audio(audio)
-        _, feats = self._analyse(audio)
-        return self.quantizer.encode(feats, self.decoder, n_streams)
+        with self.inference_autocast(audio.device):
+            _, feats = self._analyse(audio)
+            return self.quantizer.encode(feats, self.decoder, n_streams)
 
     @torch.no_grad()
     def decode(self, codes: Tensor, length: int) -> Tensor:
         """Codes (B, streams, groups, frames) -> audio (B, length)."""
         self.check_codes(codes, length)
-        pred = self.quantizer.decode(codes.long(), self.decoder)
+        with self.inference_autocast(codes.device):
+            pred = self.quantizer.decode(codes.long(), self.decoder)
         return self.stft.inverse(pred, length)
 
 

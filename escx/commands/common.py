@@ -33,3 +33,14 @@ def say(text: str = "", end: str = "\n") -> None:
     """
     sys.stdout.write(text + end)
     sys.stdout.flush()
+
+
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """``--precision fp32|bf16``: the codec's inference precision (see ``Codec``)."""
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="inference precision: fp32 (default, exact) or bf16 (faster on CPUs with "
+        "AVX512-BF16/AMX and on GPUs; codes may differ from fp32's)",
+    )

@@ -16,7 +16,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from escx.commands.common import ArgumentParser, CommandError, say
+from escx.commands.common import ArgumentParser, CommandError, add_precision_argument, say
 
 Finder = Callable[[Path], list[Path]]
 
@@ -140,13 +140,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("-o", "--output", required=True, help="output file or folder")
     parser.add_argument("--model", required=True, help="codec checkpoint (escx fit / convert)")
     parser.add_argument("--kbps", type=float, default=None, help="bitrate (default: highest)")
+    add_precision_argument(parser)
     args = parser.parse_args(argv)
 
     from escx.api import load_codec
     from escx.audio import audio_info
 
     pairs, root = plan_outputs(args.inputs, args.output, audio_files, ".escx", "audio files")
-    handle = load_codec(args.model)
+    handle = load_codec(args.model, precision=args.precision)
     streams = handle.streams(args.kbps)
     for source, _ in pairs:  # header checks first: a bad file fails before anything is written
         audio_info(source, handle.sample_rate)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from escx.commands.common import ArgumentParser, CommandError, say
+from escx.commands.common import ArgumentParser, CommandError, add_precision_argument, say
 from escx.commands.compress import output_folders, plan_outputs, run_files
 
 
@@ -29,6 +29,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--model", required=True, help="the checkpoint the files were compressed with"
     )
+    add_precision_argument(parser)
     args = parser.parse_args(argv)
 
     from escx.api import load_codec
@@ -37,7 +38,7 @@ def main(argv: list[str]) -> int:
     pairs, root = plan_outputs(args.inputs, args.output, escx_files, ".wav", ".escx files")
     if root is None and pairs[0][1].suffix.lower() not in (".wav", ".flac"):
         raise CommandError(f"-o {pairs[0][1]}: the output must end in .wav (or .flac)")
-    handle = load_codec(args.model)
+    handle = load_codec(args.model, precision=args.precision)
     for source, _ in pairs:  # verify every file first: a bad one fails before anything is written
         try:
             handle.unpack(read_escx(source))

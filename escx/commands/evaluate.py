@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from escx.commands.common import ArgumentParser, CommandError, say
+from escx.commands.common import ArgumentParser, CommandError, add_precision_argument, say
 
 
 def main(argv: list[str]) -> int:
@@ -20,6 +20,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("-o", "--output", default=None, help="folder for the report files")
     parser.add_argument("--max-files", type=int, default=None, help="use the first N files")
     parser.add_argument("--no-stoi", action="store_true", help="skip STOI (faster)")
+    add_precision_argument(parser)
     args = parser.parse_args(argv)
     if args.max_files is not None and args.max_files < 1:
         raise CommandError(f"--max-files must be >= 1, got {args.max_files}")
@@ -39,7 +40,7 @@ def main(argv: list[str]) -> int:
     if not files:
         raise CommandError(f"no audio files under {args.data}")
     files = files[: args.max_files]
-    handle = load_codec(args.model)
+    handle = load_codec(args.model, precision=args.precision)
     streams = parse_streams(args.streams, handle.codec.max_streams)
     rows = evaluate_codec(handle, files, streams, progress=True, with_stoi=not args.no_stoi)
     caption = describe(handle, args.data, rows)
