@@ -1,11 +1,11 @@
-"""``escx ablation pretrain|quantizer``: train the variants of a study and compare them."""
+"""``escx ablation pretrain|quantizer|codebook``: train the variants of a study and compare them."""
 
 from __future__ import annotations
 
 import logging
 
 from escx.commands.common import ArgumentParser, say
-from escx.experiments.ablation import SCALES, STUDIES, run_study
+from escx.experiments.ablation import SCALES, STUDIES, default_steps, run_study
 
 
 def main(argv: list[str]) -> int:
@@ -15,7 +15,12 @@ def main(argv: list[str]) -> int:
         "bitrates, write results/ablation-STUDY/.",
     )
     parser.add_argument("study", choices=sorted(STUDIES))
-    parser.add_argument("--steps", type=int, default=None, help="training steps per variant")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="training steps per variant (default: about 30 minutes per study at --scale tiny)",
+    )
     parser.add_argument("--scale", choices=sorted(SCALES), default="tiny")
     parser.add_argument("--devices", default="1")
     parser.add_argument("--data", default="data", help="folder with train/ and val/")
@@ -30,7 +35,7 @@ def main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     if args.steps is None:
-        args.steps = 300 if args.scale == "tiny" else 250_000
+        args.steps = default_steps(args.study, args.scale)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")

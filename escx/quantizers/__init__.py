@@ -1,4 +1,4 @@
-"""Quantizers: product VQ, residual VQ and cross-scale residual VQ."""
+"""Quantizers: product VQ, residual VQ (product and plain) and cross-scale residual VQ."""
 
 from escx.quantizers.base import QUANTIZERS, Quantizer, QuantizerOutput
 

@@ -118,6 +118,27 @@ class Quantizer(nn.Module):
         """Predicted STFT (B, 2, F, 2 W) from codes (B, streams, groups, frames)."""
         raise NotImplementedError
 
+    def codebooks_by_stream(self) -> list[list[nn.Module]]:
+        """The :class:`~escx.quantizers.codebook.Codebook` modules of each stream, coarse first.
+
+        A quantizer without learned codebooks (scalar quantization, identity) keeps the default,
+        an empty list.
+        """
+        return []
+
+    def pop_restart_counts(self) -> dict[int, int]:
+        """Dead entries restarted per stream since the last call (1-based stream keys).
+
+        Only streams whose codebooks restart dead entries appear, so with restarts off this is
+        empty. The counts are identical on every DDP rank; the training module logs them as
+        ``train/codebook/restarts/stream{i}``.
+        """
+        return {
+            stream: sum(book.pop_restarts() for book in books)
+            for stream, books in enumerate(self.codebooks_by_stream(), start=1)
+            if any(getattr(book, "restarts_enabled", False) for book in books)
+        }
+
 
 QUANTIZERS: Registry = Registry("quantizer", Quantizer)
 

@@ -3,49 +3,89 @@
 ESC's codebook (ESC.md 1.6): Kaiming-normal initialisation, nearest neighbour by cosine
 similarity (both sides L2-normalised for the search) but the *raw* codeword is returned, a
 straight-through estimator, commitment loss MSE(z, sg(q)) and codebook loss MSE(sg(z), q).
+ESC fights codebook collapse with a pre-training stage (ESC.md 3.4); SoundStream and EnCodec
+instead use the techniques below, which are options here so the two can be compared by config:
 
-SoundStream/EnCodec techniques are options, so codebook collapse can be studied by config:
-k-means initialisation on the first training batch, exponential-moving-average (EMA) codeword
-updates instead of the codebook loss, and restarting dead entries with vectors from the batch.
-Under DDP their statistics are all-reduced and random choices broadcast from rank 0, so every
-rank keeps the same codebook.
+* ``init="kmeans"``: k-means++ seeding and Lloyd iterations (:mod:`escx.quantizers.kmeans`) on
+  the vectors of the first quantized training batch, pooled over every DDP rank;
+* ``ema_decay``: entries follow an exponential moving average of the raw vectors assigned to
+  them (Laplace-smoothed counts) instead of the codebook loss;
+* ``dead_threshold``: an entry whose usage (an EMA of the fraction of vectors it wins) falls below
+  ``dead_threshold`` times the uniform share ``1 / size`` is replaced by a random vector of the
+  current batch. As a fraction of uniform usage the threshold means the same at any batch size.
+
+Every change made outside the optimizer is identical on all DDP ranks: statistics are
+all-reduced, and k-means centroids and restart vectors are broadcast from rank 0
+(:mod:`escx.quantizers.sync`).
 """
 
 from __future__ import annotations
 
+import logging
+from typing import Any, ClassVar
+
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from escx.quantizers import sync
+from escx.quantizers.kmeans import kmeans, nearest_centroid
 
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+log = logging.getLogger(__name__)
 
-
-def _all_reduce(tensor: Tensor) -> Tensor:
-    if _distributed():
-        dist.all_reduce(tensor)
-    return tensor
+CODEBOOK_INITS = ("kaiming", "kmeans")
 
 
-def _broadcast(tensor: Tensor) -> Tensor:
-    if _distributed():
-        dist.broadcast(tensor, src=0)
-    return tensor
+def check_codebook_options(
+    init: str = "kaiming",
+    kmeans_iters: int = 10,
+    ema_decay: float | None = None,
+    ema_epsilon: float = 1e-5,
+    dead_threshold: float = 0.0,
+    usage_decay: float = 0.99,
+) -> None:
+    """Raise a one-line ValueError naming the first invalid codebook-learning option."""
+    if init not in CODEBOOK_INITS:
+        raise ValueError(f"codebook_init must be one of {CODEBOOK_INITS}, got {init!r}")
+    if isinstance(kmeans_iters, bool) or int(kmeans_iters) != kmeans_iters or kmeans_iters < 0:
+        raise ValueError(f"kmeans_iters must be a whole number >= 0, got {kmeans_iters!r}")
+    if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+        raise ValueError(f"ema_decay must be in (0, 1) (e.g. 0.99) or null, got {ema_decay}")
+    if not ema_epsilon > 0:
+        raise ValueError(f"ema_epsilon (Laplace smoothing) must be > 0, got {ema_epsilon}")
+    if not dead_threshold >= 0:
+        raise ValueError(
+            f"dead_threshold is a fraction of uniform usage and must be >= 0 (0: no restarts; "
+            f"e.g. 0.1), got {dead_threshold}"
+        )
+    if not 0.0 < usage_decay < 1.0:
+        raise ValueError(f"usage_decay must be in (0, 1) (e.g. 0.99), got {usage_decay}")
 
 
-def kmeans(vectors: Tensor, k: int, iters: int, generator: torch.Generator | None = None) -> Tensor:
-    """Plain Lloyd k-means on (N, D) vectors; returns (k, D) centroids (empty ones keep theirs)."""
-    n = vectors.shape[0]
-    idx = torch.randint(n, (k,), generator=generator, device="cpu").to(vectors.device)
-    centroids = vectors[idx].clone()
-    for _ in range(iters):
-        assign = torch.cdist(vectors, centroids).argmin(dim=1)
-        sums = torch.zeros_like(centroids).index_add_(0, assign, vectors)
-        counts = torch.bincount(assign, minlength=k).unsqueeze(1).to(vectors.dtype)
-        centroids = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)
-    return centroids
+def codebook_options(
+    l2norm: bool = True,
+    codebook_init: str = "kaiming",
+    kmeans_iters: int = 10,
+    ema_decay: float | None = None,
+    ema_epsilon: float = 1e-5,
+    dead_threshold: float = 0.0,
+    usage_decay: float = 0.99,
+) -> dict[str, Any]:
+    """Validate a quantizer's codebook options and return them as :class:`Codebook` kwargs.
+
+    Quantizers call this in their constructor, so a bad value fails when the config is built,
+    not when the quantizer is later bound to a backbone.
+    """
+    options = {
+        "init": codebook_init,
+        "kmeans_iters": kmeans_iters,
+        "ema_decay": ema_decay,
+        "ema_epsilon": ema_epsilon,
+        "dead_threshold": dead_threshold,
+        "usage_decay": usage_decay,
+    }
+    check_codebook_options(**options)
+    return {"l2norm": l2norm, **options}
 
 
 class Codebook(nn.Module):
@@ -55,14 +95,17 @@ class Codebook(nn.Module):
         dim: entry dimension (the down-projected space, 8 in ESC).
         size: number of entries (1024 = 10 bits).
         l2norm: nearest neighbour by cosine similarity (ESC, DAC) instead of Euclidean distance.
-        init: "kaiming" (ESC) or "kmeans" (SoundStream/EnCodec; on the first training batch).
+        init: "kaiming" (ESC) or "kmeans" (SoundStream/EnCodec: on the first quantized batch).
+        kmeans_iters: Lloyd iterations after k-means++ seeding.
         ema_decay: if set (e.g. 0.99), entries follow an EMA of their assigned vectors and get no
-            gradient; the codebook loss is then zero.
-        dead_threshold: entries whose EMA usage count (vectors per batch) falls below this are
-            replaced by random vectors from the batch; 0 disables restarts.
-        usage_decay: decay of the usage EMA used for restarts.
-        kmeans_iters: Lloyd iterations for the k-means initialisation.
+            gradient; the codebook loss is then zero. None: learned by the codebook loss.
+        ema_epsilon: Laplace smoothing of the EMA counts (keeps rarely used entries finite).
+        dead_threshold: restart entries whose usage is below this fraction of uniform usage
+            (``1 / size`` of the vectors); 0 disables restarts.
+        usage_decay: decay of the usage EMA that decides which entries are dead.
     """
+
+    _warned_small_batch: ClassVar[bool] = False  # k-means saw fewer vectors than entries
 
     def __init__(
         self,
@@ -70,17 +113,20 @@ class Codebook(nn.Module):
         size: int = 1024,
         l2norm: bool = True,
         init: str = "kaiming",
+        kmeans_iters: int = 10,
         ema_decay: float | None = None,
+        ema_epsilon: float = 1e-5,
         dead_threshold: float = 0.0,
         usage_decay: float = 0.99,
-        kmeans_iters: int = 10,
     ) -> None:
         super().__init__()
-        if init not in ("kaiming", "kmeans"):
-            raise ValueError(f"codebook init must be 'kaiming' or 'kmeans', got {init!r}")
+        check_codebook_options(init, kmeans_iters, ema_decay, ema_epsilon, dead_threshold,
+                               usage_decay)  # fmt: skip
         self.dim, self.size, self.l2norm = dim, size, l2norm
-        self.init, self.ema_decay, self.dead_threshold = init, ema_decay, dead_threshold
-        self.usage_decay, self.kmeans_iters = usage_decay, kmeans_iters
+        self.init, self.kmeans_iters = init, int(kmeans_iters)
+        self.ema_decay, self.ema_epsilon = ema_decay, ema_epsilon
+        self.dead_threshold, self.usage_decay = float(dead_threshold), usage_decay
+        self._restarts = 0  # entries restarted since the last pop_restarts()
         weight = torch.empty(size, dim)
         nn.init.kaiming_normal_(weight)
         self.weight = nn.Parameter(weight, requires_grad=ema_decay is None)
@@ -88,20 +134,31 @@ class Codebook(nn.Module):
         if ema_decay is not None:
             self.register_buffer("ema_count", torch.ones(size))
             self.register_buffer("ema_sum", weight.clone())
-        if dead_threshold > 0:
-            self.register_buffer("usage", torch.full((size,), float(dead_threshold)))
+        if self.dead_threshold > 0:
+            # Fraction of vectors each entry wins (EMA), starting at uniform use.
+            self.register_buffer("usage", torch.full((size,), 1.0 / size))
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, dim={self.dim}, l2norm={self.l2norm}, init={self.init}"
+        learning = "gradient" if self.ema_decay is None else f"ema={self.ema_decay}"
+        return (
+            f"size={self.size}, dim={self.dim}, l2norm={self.l2norm}, init={self.init}, "
+            f"{learning}, dead_threshold={self.dead_threshold:g}"
+        )
+
+    @property
+    def restarts_enabled(self) -> bool:
+        """Whether dead entries are restarted."""
+        return self.dead_threshold > 0
+
+    def pop_restarts(self) -> int:
+        """Entries restarted since the last call (the same count on every DDP rank)."""
+        count, self._restarts = self._restarts, 0
+        return count
 
     def nearest(self, z: Tensor) -> Tensor:
         """Indices (N,) of the nearest entries to (N, dim) vectors."""
-        codebook = self.weight.float()
-        z = z.float()
-        if self.l2norm:
-            codebook, z = F.normalize(codebook, dim=-1), F.normalize(z, dim=-1)
-        dist_ = z.pow(2).sum(1, keepdim=True) - 2 * z @ codebook.t() + codebook.pow(2).sum(1)[None]
-        return dist_.argmin(dim=1)
+        # The same search as k-means' assignment step, so initial centroids match their use.
+        return nearest_centroid(z.float(), self.weight.float(), self.l2norm)
 
     def lookup(self, codes: Tensor) -> Tensor:
         """Raw codewords (..., dim) for integer codes (...)."""
@@ -112,7 +169,7 @@ class Codebook(nn.Module):
         return self.nearest(z.reshape(-1, self.dim)).view(z.shape[:-1])
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Quantize.
+        """Quantize; in training also run the enabled learning techniques.
 
         Args:
             z: (B, T, dim) float32 vectors.
@@ -125,9 +182,9 @@ class Codebook(nn.Module):
         if self.training and not bool(self.initialized):
             self._kmeans_init(flat.detach())
         codes = self.nearest(flat)
-        if self.training:
-            self._learn(flat.detach(), codes)
         z_q = self.lookup(codes).view_as(z)
+        if self.training:  # after the lookup: this batch is quantized with the entries it chose
+            self._learn(flat.detach(), codes)
         if not self.training:
             loss = (z_q - z).pow(2).mean(dim=(1, 2))
             return z_q, codes.view(z.shape[:-1]), loss, loss
@@ -139,43 +196,78 @@ class Codebook(nn.Module):
         z_q = z + (z_q - z).detach()
         return z_q, codes.view(z.shape[:-1]), commit, codebook
 
+    # ---- learning outside the optimizer (all identical on every DDP rank) ------------------
+
     @torch.no_grad()
     def _kmeans_init(self, flat: Tensor) -> None:
-        centroids = kmeans(flat.float(), self.size, self.kmeans_iters)
-        self.weight.data.copy_(_broadcast(centroids))
+        data = sync.all_gather_rows(flat.float().contiguous())
+        # Drawn from the global RNG on every rank (same consumption everywhere, reproducible
+        # under seed_everything); rank 0's result is what every rank keeps.
+        seed = int(torch.randint(2**62, (1,)))
+        centroids = torch.empty(self.size, self.dim, device=flat.device)
+        if sync.rank() == 0:
+            generator = torch.Generator(device=flat.device).manual_seed(seed)
+            centroids = kmeans(data, self.size, self.kmeans_iters, self.l2norm, generator)
+        sync.broadcast_(centroids)
+        if data.shape[0] < self.size and not Codebook._warned_small_batch:
+            Codebook._warned_small_batch = True  # once per process, not once per codebook
+            log.warning(
+                "k-means initialisation of a %d-entry codebook saw only %d vectors: %d entries "
+                "start as duplicates; use larger batches or enable dead_threshold restarts",
+                self.size, data.shape[0], self.size - data.shape[0],
+            )  # fmt: skip
+        self.weight.data.copy_(centroids)
+        uniform = data.shape[0] / self.size
         if self.ema_decay is not None:
-            self.ema_sum.copy_(self.weight.data)
-            self.ema_count.fill_(1.0)
+            self.ema_count.fill_(uniform)
+            self.ema_sum.copy_(centroids * uniform)
+        if self.restarts_enabled:
+            self.usage.fill_(1.0 / self.size)
         self.initialized.fill_(True)
 
     @torch.no_grad()
     def _learn(self, flat: Tensor, codes: Tensor) -> None:
-        if self.ema_decay is None and self.dead_threshold <= 0:
+        if self.ema_decay is None and not self.restarts_enabled:
             return
-        counts = _all_reduce(torch.bincount(codes, minlength=self.size).float())
+        # One all-reduce for everything: [EMA sums (size*dim) |] counts (size) | vectors (1).
+        counts = torch.bincount(codes, minlength=self.size).float()
+        parts = [counts, counts.new_tensor([codes.numel()])]
         if self.ema_decay is not None:
-            sums = torch.zeros_like(self.ema_sum).index_add_(0, codes, flat.float())
-            _all_reduce(sums)
-            decay = self.ema_decay
-            self.ema_count.mul_(decay).add_(counts, alpha=1 - decay)
-            self.ema_sum.mul_(decay).add_(sums, alpha=1 - decay)
-            total = self.ema_count.sum()
-            smoothed = (self.ema_count + 1e-5) / (total + self.size * 1e-5) * total
-            self.weight.data.copy_(self.ema_sum / smoothed[:, None])
-        if self.dead_threshold > 0:
-            world = dist.get_world_size() if _distributed() else 1
-            self.usage.mul_(self.usage_decay).add_(counts / world, alpha=1 - self.usage_decay)
-            self._restart_dead(flat)
+            sums = torch.zeros(self.size, self.dim, device=flat.device)
+            parts.insert(0, sums.index_add_(0, codes, flat.float()).flatten())
+        stats = sync.all_reduce_(torch.cat(parts))
+        total = stats[-1]
+        counts = stats[-1 - self.size : -1]
+        if self.ema_decay is not None:
+            self._ema_update(stats[: self.size * self.dim].view(self.size, self.dim), counts)
+        if self.restarts_enabled:
+            self.usage.mul_(self.usage_decay).add_(counts / total, alpha=1 - self.usage_decay)
+            self._restart_dead(flat, float(total))
 
-    def _restart_dead(self, flat: Tensor) -> None:
-        dead = self.usage < self.dead_threshold
+    def _ema_update(self, sums: Tensor, counts: Tensor) -> None:
+        decay, eps = self.ema_decay, self.ema_epsilon
+        self.ema_count.mul_(decay).add_(counts, alpha=1 - decay)
+        self.ema_sum.mul_(decay).add_(sums, alpha=1 - decay)
+        n = self.ema_count.sum()
+        smoothed = (self.ema_count + eps) / (n + self.size * eps) * n
+        self.weight.data.copy_(self.ema_sum / smoothed[:, None])
+
+    def _restart_dead(self, flat: Tensor, total: float) -> None:
+        dead = self.usage * self.size < self.dead_threshold
         n_dead = int(dead.sum())
         if n_dead == 0:
             return
-        pick = torch.randint(flat.shape[0], (n_dead,), device=flat.device)
-        fresh = _broadcast(flat[pick].float().contiguous())
-        self.weight.data[dead] = fresh
-        if self.ema_decay is not None:
-            self.ema_sum[dead] = fresh
-            self.ema_count[dead] = 1.0
-        self.usage[dead] = float(self.dead_threshold)
+        n = flat.shape[0]
+        pick = (
+            torch.randperm(n, device=flat.device)[:n_dead]
+            if n_dead <= n
+            else torch.randint(n, (n_dead,), device=flat.device)
+        )
+        fresh = sync.broadcast_(flat[pick].float().contiguous())
+        self.weight.data[dead] = fresh.to(self.weight.dtype)
+        if self.ema_decay is not None:  # a restarted entry counts as a uniformly used one
+            uniform = total / self.size
+            self.ema_count[dead] = uniform
+            self.ema_sum[dead] = fresh * uniform
+        self.usage[dead] = 1.0 / self.size
+        self._restarts += n_dead

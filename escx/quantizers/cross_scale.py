@@ -29,6 +29,7 @@ from escx.quantizers.base import (
     from_frames,
     to_frames,
 )
+from escx.quantizers.codebook import Codebook, codebook_options
 from escx.quantizers.product import ProductQuantizer
 
 
@@ -73,10 +74,15 @@ class CrossScaleRVQ(Quantizer):
         groups: product groups per stream (3).
         codebook_size: entries per codebook (1024).
         frames_per_code: time patches stacked into one code frame (2).
-        l2norm: cosine-similarity lookup.
-        codebook_init: "kaiming" or "kmeans".
-        ema_decay: EMA codeword updates (None: gradient-learned).
-        dead_threshold: restart rarely used entries (0: off).
+        l2norm: cosine-similarity lookup (ESC) instead of Euclidean distance.
+        codebook_init: "kaiming" (ESC) or "kmeans" (k-means++ and Lloyd on the first quantized
+            batch, pooled over DDP ranks).
+        kmeans_iters: Lloyd iterations of the k-means initialisation.
+        ema_decay: EMA codeword updates, e.g. 0.99 (None: learned by the codebook loss, ESC).
+        ema_epsilon: Laplace smoothing of the EMA counts.
+        dead_threshold: restart entries used less than this fraction of uniform usage, e.g. 0.1
+            (0: never, ESC).
+        usage_decay: decay of the usage EMA behind ``dead_threshold``.
     """
 
     def __init__(
@@ -87,19 +93,20 @@ class CrossScaleRVQ(Quantizer):
         frames_per_code: int = 2,
         l2norm: bool = True,
         codebook_init: str = "kaiming",
+        kmeans_iters: int = 10,
         ema_decay: float | None = None,
+        ema_epsilon: float = 1e-5,
         dead_threshold: float = 0.0,
+        usage_decay: float = 0.99,
     ) -> None:
         super().__init__()
         self.codebook_dims = list(codebook_dims)
         self.max_streams, self.num_groups = len(self.codebook_dims), groups
         self.codebook_size, self.frames_per_code = codebook_size, frames_per_code
-        self.codebook_options = {
-            "l2norm": l2norm,
-            "init": codebook_init,
-            "ema_decay": ema_decay,
-            "dead_threshold": dead_threshold,
-        }
+        self.codebook_options = codebook_options(
+            l2norm, codebook_init, kmeans_iters, ema_decay, ema_epsilon, dead_threshold,
+            usage_decay,
+        )  # fmt: skip
 
     def build(self, encoder_shapes: list[FeatureShape], decoder_shapes: list[FeatureShape]) -> None:
         refinements = self.max_streams - 1
@@ -128,6 +135,9 @@ class CrossScaleRVQ(Quantizer):
             )
             for s, d in zip(shapes, self.codebook_dims, strict=True)
         )
+
+    def codebooks_by_stream(self) -> list[list[Codebook]]:
+        return [scale.pq.codebooks_by_stage()[0] for scale in self.scales] if self._bound else []
 
     def forward(
         self, feats: list[Tensor], decoder: Decoder, n_streams: int, bypass: bool = False

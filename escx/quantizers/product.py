@@ -5,6 +5,8 @@ takes the remainder; slices need not line up with frames or channels). Each slic
 down (bias-free Linear) to the codebook dimension, quantized by ``stages`` residual codebooks in
 that space, and projected back up. With one stage this is ESC's per-scale product VQ; with six it
 is the product-RVQ bottleneck of ESC's RVQ ablations (one shared projection pair per slice).
+Without projections (``project=False``) each codebook holds full slices; with one group that is
+the plain residual VQ of SoundStream and EnCodec.
 
 Losses follow the reference: per sample, summed over stages and averaged over groups.
 """
@@ -32,9 +34,11 @@ class ProductQuantizer(nn.Module):
         in_dim: vector size D.
         groups: product groups (3 in ESC).
         stages: residual codebooks per group (1 for a product VQ).
-        codebook_dim: down-projected dimension.
+        codebook_dim: down-projected dimension (ignored without projections).
         codebook_size: entries per codebook.
         codebook_options: extra :class:`Codebook` keyword arguments (init, EMA, restarts).
+        project: bias-free Linear projections around the codebooks; False quantizes the slices
+            themselves (codebook dimension = slice size).
     """
 
     def __init__(
@@ -45,17 +49,29 @@ class ProductQuantizer(nn.Module):
         codebook_dim: int = 8,
         codebook_size: int = 1024,
         codebook_options: dict | None = None,
+        project: bool = True,
     ) -> None:
         super().__init__()
         self.sizes = split_sizes(in_dim, groups)
         self.stages = stages
         options = dict(codebook_options or {})
-        self.down = nn.ModuleList(nn.Linear(d, codebook_dim, bias=False) for d in self.sizes)
-        self.up = nn.ModuleList(nn.Linear(codebook_dim, d, bias=False) for d in self.sizes)
-        self.codebooks = nn.ModuleList(
-            nn.ModuleList(Codebook(codebook_dim, codebook_size, **options) for _ in range(stages))
-            for _ in self.sizes
+        dims = [codebook_dim if project else d for d in self.sizes]
+        self.down = nn.ModuleList(
+            nn.Linear(d, c, bias=False) if project else nn.Identity()
+            for d, c in zip(self.sizes, dims, strict=True)
         )
+        self.up = nn.ModuleList(
+            nn.Linear(c, d, bias=False) if project else nn.Identity()
+            for d, c in zip(self.sizes, dims, strict=True)
+        )
+        self.codebooks = nn.ModuleList(
+            nn.ModuleList(Codebook(c, codebook_size, **options) for _ in range(stages))
+            for c in dims
+        )
+
+    def codebooks_by_stage(self) -> list[list[Codebook]]:
+        """Codebooks grouped by residual stage: ``[stage][group]``."""
+        return [[books[i] for books in self.codebooks] for i in range(self.stages)]
 
     def forward(
         self, v: Tensor, n_active: int, bypass: bool = False

@@ -1,6 +1,9 @@
-"""Bottleneck quantizers: residual VQ (SoundStream / EnCodec / ESC's RVQ ablation) and product VQ.
+"""Bottleneck quantizers: product residual VQ (ESC's RVQ ablation), product VQ, and the plain
+residual VQ of SoundStream / EnCodec.
 
-Both quantize only the coarsest encoder map and then run the decoder unchanged.
+All quantize only the coarsest encoder map and then run the decoder unchanged. Codebook learning
+(``codebook_init``, ``ema_decay``, ``dead_threshold``, ...) is configured the same way on every
+quantizer; see :class:`~escx.quantizers.codebook.Codebook`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from escx.quantizers.base import (
     from_frames,
     to_frames,
 )
+from escx.quantizers.codebook import Codebook, codebook_options
 from escx.quantizers.product import ProductQuantizer
 
 
@@ -22,20 +26,25 @@ from escx.quantizers.product import ProductQuantizer
 class ResidualVQ(Quantizer):
     """Residual VQ at the bottleneck; each stage is one stream (ESC.md 1.8 with groups=3).
 
-    With ``groups=1`` this is the residual VQ of SoundStream and EnCodec; ``codebook_init``,
-    ``ema_decay`` and ``dead_threshold`` select their codebook-learning techniques.
-
     Args:
         n_streams: residual stages (streams).
         groups: product groups per stage (3 in ESC).
         codebook_dim: down-projected dimension shared by the stages of a group.
         codebook_size: entries per codebook.
         frames_per_code: time patches stacked into one code frame (2 -> 50 frames/s in ESC).
-        l2norm: cosine-similarity lookup.
-        codebook_init: "kaiming" or "kmeans".
-        ema_decay: EMA codeword updates (None: gradient-learned with the codebook loss).
-        dead_threshold: restart entries used less than this many times per batch (EMA).
+        l2norm: cosine-similarity lookup (ESC) instead of Euclidean distance.
+        codebook_init: "kaiming" (ESC) or "kmeans" (k-means++ and Lloyd on the first quantized
+            batch, pooled over DDP ranks).
+        kmeans_iters: Lloyd iterations of the k-means initialisation.
+        ema_decay: EMA codeword updates, e.g. 0.99 (None: learned by the codebook loss, ESC).
+        ema_epsilon: Laplace smoothing of the EMA counts.
+        dead_threshold: restart entries used less than this fraction of uniform usage, e.g. 0.1
+            (0: never, ESC).
+        usage_decay: decay of the usage EMA behind ``dead_threshold``.
     """
+
+    # Bias-free Linear projections around the codebooks (ESC); PlainRVQ quantizes full vectors.
+    project = True
 
     def __init__(
         self,
@@ -46,19 +55,20 @@ class ResidualVQ(Quantizer):
         frames_per_code: int = 2,
         l2norm: bool = True,
         codebook_init: str = "kaiming",
+        kmeans_iters: int = 10,
         ema_decay: float | None = None,
+        ema_epsilon: float = 1e-5,
         dead_threshold: float = 0.0,
+        usage_decay: float = 0.99,
     ) -> None:
         super().__init__()
         self.max_streams, self.num_groups = n_streams, groups
         self.codebook_size, self.codebook_dim = codebook_size, codebook_dim
         self.frames_per_code = frames_per_code
-        self.codebook_options = {
-            "l2norm": l2norm,
-            "init": codebook_init,
-            "ema_decay": ema_decay,
-            "dead_threshold": dead_threshold,
-        }
+        self.codebook_options = codebook_options(
+            l2norm, codebook_init, kmeans_iters, ema_decay, ema_epsilon, dead_threshold,
+            usage_decay,
+        )  # fmt: skip
 
     def build(self, encoder_shapes: list[FeatureShape], decoder_shapes: list[FeatureShape]) -> None:
         self.shape = encoder_shapes[-1]
@@ -75,7 +85,11 @@ class ResidualVQ(Quantizer):
             self.codebook_dim,
             self.codebook_size,
             self.codebook_options,
+            project=self.project,
         )
+
+    def codebooks_by_stream(self) -> list[list[Codebook]]:
+        return self.pq.codebooks_by_stage() if self._bound else []
 
     def forward(
         self, feats: list[Tensor], decoder: Decoder, n_streams: int, bypass: bool = False
@@ -99,7 +113,10 @@ class ResidualVQ(Quantizer):
 
 @QUANTIZERS.register
 class ProductVQ(ResidualVQ):
-    """Single-stream product VQ at the bottleneck (3 groups over 2 stacked frames in ESC)."""
+    """Single-stream product VQ at the bottleneck (3 groups over 2 stacked frames in ESC).
+
+    Args: as :class:`ResidualVQ`, with one stream.
+    """
 
     def __init__(
         self,
@@ -109,17 +126,77 @@ class ProductVQ(ResidualVQ):
         frames_per_code: int = 2,
         l2norm: bool = True,
         codebook_init: str = "kaiming",
+        kmeans_iters: int = 10,
         ema_decay: float | None = None,
+        ema_epsilon: float = 1e-5,
         dead_threshold: float = 0.0,
+        usage_decay: float = 0.99,
     ) -> None:
         super().__init__(
-            1,
-            groups,
-            codebook_dim,
-            codebook_size,
-            frames_per_code,
-            l2norm,
-            codebook_init,
-            ema_decay,
-            dead_threshold,
+            n_streams=1,
+            groups=groups,
+            codebook_dim=codebook_dim,
+            codebook_size=codebook_size,
+            frames_per_code=frames_per_code,
+            l2norm=l2norm,
+            codebook_init=codebook_init,
+            kmeans_iters=kmeans_iters,
+            ema_decay=ema_decay,
+            ema_epsilon=ema_epsilon,
+            dead_threshold=dead_threshold,
+            usage_decay=usage_decay,
         )
+
+
+@QUANTIZERS.register
+class PlainRVQ(ResidualVQ):
+    """SoundStream/EnCodec residual VQ: one full-width codebook per stage, no projections.
+
+    Each stage quantizes the whole code-frame vector of the bottleneck (frames_per_code x C x H:
+    1536 dims for ESC-Base) with one codebook, so a stream carries log2(codebook_size) bits per
+    code frame: 0.5 kbps at ESC's 50 frames/s, and 18 stages reach ESC's 9 kbps. Pre-training
+    (bypass) passes the bottleneck through unchanged, as there are no projections to train.
+
+    Args:
+        n_streams: residual stages (streams), coarse first.
+        codebook_size: entries per codebook.
+        frames_per_code: time patches stacked into one code frame.
+        l2norm: cosine-similarity lookup; False (default): Euclidean, as SoundStream/EnCodec.
+        codebook_init, kmeans_iters, ema_decay, ema_epsilon, dead_threshold, usage_decay:
+            codebook learning, as in :class:`ResidualVQ`.
+    """
+
+    project = False
+
+    def __init__(
+        self,
+        n_streams: int = 18,
+        codebook_size: int = 1024,
+        frames_per_code: int = 2,
+        l2norm: bool = False,
+        codebook_init: str = "kaiming",
+        kmeans_iters: int = 10,
+        ema_decay: float | None = None,
+        ema_epsilon: float = 1e-5,
+        dead_threshold: float = 0.0,
+        usage_decay: float = 0.99,
+    ) -> None:
+        super().__init__(
+            n_streams=n_streams,
+            groups=1,
+            codebook_dim=0,  # set by the bottleneck width at bind time
+            codebook_size=codebook_size,
+            frames_per_code=frames_per_code,
+            l2norm=l2norm,
+            codebook_init=codebook_init,
+            kmeans_iters=kmeans_iters,
+            ema_decay=ema_decay,
+            ema_epsilon=ema_epsilon,
+            dead_threshold=dead_threshold,
+            usage_decay=usage_decay,
+        )
+
+    def build(self, encoder_shapes: list[FeatureShape], decoder_shapes: list[FeatureShape]) -> None:
+        shape = encoder_shapes[-1]
+        self.codebook_dim = self.frames_per_code * shape.channels * shape.rows
+        super().build(encoder_shapes, decoder_shapes)

@@ -166,6 +166,10 @@ class CodecModule(L.LightningModule):
         logs["train/loss/total"] = total.detach()
         logs["train/streams"] = torch.tensor(float(streams))
         logs["train/phase"] = torch.tensor(float(list(Phase).index(phase)))
+        # Dead-entry restarts of this batch, per stream (empty unless dead_threshold is set).
+        restarts = getattr(getattr(self.codec, "quantizer", None), "pop_restart_counts", dict)()
+        for stream, count in restarts.items():
+            logs[f"train/codebook/restarts/stream{stream}"] = torch.tensor(float(count))
         self.log_dict(logs, prog_bar=False, batch_size=audio.shape[0])
         self.log("loss", total.detach(), prog_bar=True, logger=False, batch_size=audio.shape[0])
         return total.detach()
