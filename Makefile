@@ -11,8 +11,9 @@ DATA ?=
 STEPS ?=
 SCALE ?= tiny
 DEVICES ?= 1
+BENCH_ARGS ?=
 
-.PHONY: help install test test-slow lint format bench data demo ablation-pretrain ablation-quantizer clean
+.PHONY: help install test test-slow lint format bench data demo ablation-pretrain ablation-quantizer ablation-codebook clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -39,8 +40,8 @@ format: $(STAMP) ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix escx tests benchmarks
 	$(BIN)/ruff format escx tests benchmarks
 
-bench: $(STAMP) ## speed benchmarks (medians and same-run ratios)
-	$(BIN)/python -m benchmarks.run
+bench: $(STAMP) ## escx bench (speed, GFLOP/s vs matmul peak, train step, memory) + long-file RSS
+	$(BIN)/python -m benchmarks.run -- $(BENCH_ARGS)
 
 data: $(STAMP) ## prepare data/train and data/val (DATA=DIR to use a local folder)
 	$(BIN)/python -m escx.data.prepare $(if $(DATA),--source $(DATA),--hf)
@@ -57,6 +58,10 @@ ablation-pretrain: $(STAMP) ## ESC with vs without pre-training (STEPS=, SCALE=t
 ablation-quantizer: $(STAMP) ## CS-RVQ/RVQ x Swin/conv matrix (STEPS=, SCALE=tiny|base, DEVICES=, DATA=)
 	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
 	$(BIN)/escx ablation quantizer $(ABLATION_ARGS)
+
+ablation-codebook: $(STAMP) ## pre-training vs k-means init / dead-entry restarts / EMA updates (STEPS=, SCALE=, DEVICES=, DATA=)
+	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
+	$(BIN)/escx ablation codebook $(ABLATION_ARGS)
 
 clean: ## remove runs, results and caches (keeps data/ and .venv)
 	rm -rf runs results .pytest_cache .ruff_cache

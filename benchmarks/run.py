@@ -1,12 +1,14 @@
-"""``make bench``: the speed and memory benchmarks in one run.
+"""``make bench``: ``escx bench`` followed by the long-file memory benchmark.
 
-1. codec speed: encode/decode medians of every shipped model on 10 s, with ratios to ESC-Base
-   measured in the same run (``benchmarks/codec_speed.py``);
+1. ``escx bench`` (:mod:`escx.benchmark.suite`): ESC-Base on 10 s at 1.5 and 9 kbps, encode and
+   decode medians, real-time factor, GFLOP/s against this machine's matmul peak measured in the
+   same run (fp32 and bf16), straightforward path vs escx vs ``torch.compile``, one training step
+   (batch 9 x 3 s), peak memory; JSON and Markdown in ``results/bench/``.
 2. long-file memory: peak RSS of ``escx compress`` / ``decompress`` on ``--minutes`` of audio
-   (``benchmarks/long_file_rss.py``; the issue's target is < 1.5 GB for one hour, which takes
-   tens of minutes with ESC-Base on 2 cores, hence 10 minutes with the small codec by default).
+   (``benchmarks/long_file_rss.py``; the target is < 1.5 GB for one hour, which takes tens of
+   minutes with ESC-Base on 2 cores, hence 10 minutes with the small codec by default).
 
-    python -m benchmarks.run [--minutes 10] [--rss-model small|esc-base] [--skip-rss]
+    python -m benchmarks.run [--minutes 10] [--rss-model small|esc-base] [--skip-rss] [-- ARGS]
 """
 
 from __future__ import annotations
@@ -20,15 +22,15 @@ HERE = Path(__file__).resolve().parent
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    bench_args = argv[argv.index("--") + 1 :] if "--" in argv else []
+    own = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rss-model", choices=["small", "esc-base"], default="small")
     parser.add_argument("--skip-rss", action="store_true")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    from benchmarks.codec_speed import main as codec_speed
-
-    code = codec_speed(["--threads", str(args.threads)])
+    args = parser.parse_args(own)
+    code = subprocess.run([sys.executable, "-m", "escx.cli", "bench", *bench_args]).returncode
     if not args.skip_rss:
         sys.stdout.write(f"\n# long-file memory: {args.minutes:g} min, {args.rss_model} codec\n")
         sys.stdout.flush()

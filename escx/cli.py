@@ -24,6 +24,7 @@ TOOL_COMMANDS = {
     "eval": ("escx.commands.evaluate", "evaluate a codec per bitrate"),
     "sweep": ("escx.commands.sweep", "run a W&B sweep file locally"),
     "ablation": ("escx.commands.ablation", "train and compare the variants of a study"),
+    "bench": ("escx.commands.bench", "measure codec speed, throughput and memory"),
 }
 
 
@@ -60,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print(__version__)
         return 0
+    from escx.perf import tune_cpu_allocator
+
+    if command != "bench":  # the bench measures the default allocator first, then tunes it
+        tune_cpu_allocator()  # large activations reuse freed memory instead of page faults
     try:
         if command in LIGHTNING_COMMANDS:
             from escx.training.cli import run_lightning

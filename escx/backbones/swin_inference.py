@@ -79,7 +79,9 @@ def _attend(attn: nn.Module, qkv: Tensor, masks: Tensor | None) -> Tensor:
         additive = bias[head] if masks is None else masks + bias[head]
         q, k, v = qkv[:, :, 0, head], qkv[:, :, 1, head], qkv[:, :, 2, head]
         scores = torch.baddbmm(additive, q, k.transpose(1, 2), alpha=hd**-0.5)
-        out[:, :, head] = torch.bmm(torch.softmax(scores, dim=-1), v)
+        # Softmax in fp32 (this CPU's bf16 softmax is 3x slower, and fp32 is more accurate).
+        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)
+        out[:, :, head] = torch.bmm(probs, v)
     return out.view(k_windows, n, heads * hd)
 
 

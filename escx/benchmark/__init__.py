@@ -1,0 +1,1 @@
+"""Benchmarks behind ``escx bench`` / ``make bench`` (see :mod:`escx.benchmark.suite`)."""

@@ -1,0 +1,148 @@
+"""``escx bench``: the whole benchmark, in an order that makes same-run ratios fair.
+
+On the CPU the straightforward baselines run first, with the C library's default allocator;
+then :func:`escx.perf.tune_cpu_allocator` is applied (it cannot be undone cleanly) and escx's
+variants run. With CUDA present the same inference and training cases run on the GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from escx.benchmark.inference import Variant, code_agreement, run_variant, work_flops
+from escx.benchmark.measure import matmul_peak
+from escx.benchmark.quality import precision_quality
+from escx.benchmark.training import StepVariant, run_step_variant
+from escx.perf import tune_cpu_allocator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BenchOptions:
+    """What to run (see ``escx bench --help``)."""
+
+    configs: list[str]
+    model: str | None
+    seconds: float
+    repeats: int
+    warmup: int
+    threads: int
+    compile: bool
+    train: bool
+    train_batch: int
+    train_seconds: float
+    train_repeats: int
+    compile_train: bool
+    quality_data: str | None
+    quality_files: int
+    devices: list[str]
+
+
+def _codec(options: BenchOptions):
+    if options.model:
+        from escx.api import load_codec
+
+        return load_codec(options.model).codec
+    from escx.config import build_codec
+
+    torch.manual_seed(0)  # run time does not depend on the weights; fix them anyway
+    return build_codec(*options.configs)
+
+
+def _environment(options: BenchOptions) -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "torch": torch.__version__, "threads": options.threads, "cpu": cpu,
+        "cores": os.cpu_count(), "model": options.model or " + ".join(options.configs),
+        "seconds": options.seconds, "repeats": options.repeats, "warmup": options.warmup,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }  # fmt: skip
+
+
+def run_device(codec, device: torch.device, options: BenchOptions) -> dict[str, Any]:
+    """Every case on one device."""
+    codec = codec.to(device).eval()
+    length = int(options.seconds * codec.sample_rate)
+    generator = torch.Generator().manual_seed(0)
+    # Noise: run time does not depend on the signal, and noise needs no data set.
+    audio = (torch.randn(1, length, generator=generator) * 0.1).to(device)
+    peaks = {
+        "fp32": matmul_peak(device, torch.float32),
+        "bf16": matmul_peak(device, torch.bfloat16),
+    }
+    log.warning("%s matmul peak: fp32 %.0f, bf16 %.0f GFLOP/s", device, *peaks.values())
+    with torch.inference_mode():
+        codec.set_inference_precision("fp32")
+        from escx.perf import straightforward
+
+        with straightforward():
+            codes = codec.encode(audio, codec.max_streams)
+    flops = work_flops(codec, audio, codes)
+    rows: list[dict[str, Any]] = []
+    steps: list[dict[str, Any]] = []
+    n = options.repeats, options.warmup
+    cpu = device.type == "cpu"
+
+    def infer(variant: Variant) -> None:
+        log.warning("inference: %s", variant.name)
+        rows.extend(run_variant(codec, variant, audio, codes, flops, peaks, *n))
+        agreement[variant.name] = code_agreement(codec, variant, audio, codes)
+
+    clips = torch.randn(options.train_batch, int(options.train_seconds * codec.sample_rate),
+                        generator=generator).to(device) * 0.1  # fmt: skip
+
+    def train(variant: StepVariant) -> None:
+        if options.train:
+            log.warning("training step: %s", variant.name)
+            steps.append(run_step_variant(codec, clips, variant, options.train_repeats, 1))
+
+    agreement: dict[str, float] = {}
+    infer(Variant("straightforward fp32", "fp32", "straightforward"))
+    train(StepVariant("straightforward fp32", "fp32", "straightforward"))
+    if cpu:  # the allocator's share, before it is switched on for the rest of the process
+        infer(Variant("escx fp32, default allocator", "fp32", "fast"))
+        tuned = tune_cpu_allocator()
+        log.warning("allocator tuned: %s", tuned)
+    infer(Variant("escx fp32", "fp32", "fast"))
+    infer(Variant("escx bf16", "bf16", "fast"))
+    if options.compile:
+        infer(Variant("compiled fp32", "fp32", "compile"))
+        infer(Variant("compiled bf16", "bf16", "compile"))
+    train(StepVariant("escx fp32", "fp32", "escx"))
+    train(StepVariant("escx bf16", "bf16", "escx"))
+    if options.compile_train:
+        train(StepVariant("compiled fp32", "fp32", "compile"))
+        train(StepVariant("compiled bf16", "bf16", "compile"))
+    quality = None
+    if options.quality_data and options.model:
+        quality = precision_quality(options.model, options.quality_data, options.quality_files,
+                                    device)  # fmt: skip
+    return {
+        "device": str(device), "matmul_peak_gflops": peaks, "inference": rows,
+        "code_agreement": agreement, "training": steps, "quality": quality,
+    }  # fmt: skip
+
+
+def run_bench(options: BenchOptions) -> dict[str, Any]:
+    """Run everything; returns the JSON-ready result."""
+    torch.set_num_threads(options.threads)
+    codec = _codec(options)
+    result = {"environment": _environment(options), "results": []}
+    for name in options.devices:
+        result["results"].append(run_device(codec, torch.device(name), options))
+    return result

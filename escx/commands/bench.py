@@ -1,0 +1,102 @@
+"""``escx bench``: codec speed, throughput against the matmul peak, training step, memory."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from escx.commands.common import ArgumentParser, CommandError, say
+
+
+def main(argv: list[str]) -> int:
+    parser = ArgumentParser(
+        prog="escx bench",
+        description="Encode/decode time, GFLOP/s against this machine's matmul peak, a training "
+        "step and peak memory for ESC-Base: straightforward path vs escx, fp32 vs bf16, eager vs "
+        "torch.compile, on the CPU and (when present) the GPU. Writes bench.json and bench.md.",
+    )
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=None,
+        help="model config(s), stacked (default: experiments/esc.yaml)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="trained checkpoint instead of --config; also enables the bf16 PESQ check",
+    )
+    parser.add_argument("--seconds", type=float, default=10.0, help="audio length coded")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls first")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile inference")
+    parser.add_argument("--no-train", action="store_true", help="skip the training step")
+    parser.add_argument("--train-batch", type=int, default=9)
+    parser.add_argument("--train-seconds", type=float, default=3.0)
+    parser.add_argument("--train-repeats", type=int, default=3)
+    parser.add_argument(
+        "--compile-train",
+        action="store_true",
+        help="also time a torch.compile'd training step (compiles for minutes)",
+    )
+    parser.add_argument(
+        "--quality-data",
+        default="../shared/speech/val",
+        help="speech for the bf16 PESQ check (with --model)",
+    )
+    parser.add_argument("--quality-files", type=int, default=16)
+    parser.add_argument(
+        "--device",
+        action="append",
+        choices=["cpu", "cuda"],
+        default=None,
+        help="devices (default: cpu, plus cuda when available)",
+    )
+    parser.add_argument("-o", "--out", default="results/bench", help="folder for the report")
+    args = parser.parse_args(argv)
+    for name in ("seconds", "repeats", "threads", "train_batch", "train_seconds", "train_repeats"):
+        if getattr(args, name) <= 0:
+            raise CommandError(f"--{name.replace('_', '-')} must be positive")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"-o {out} is a file; give a folder for the report")
+    if args.model and not Path(args.model).is_file():
+        raise CommandError(f"--model {args.model}: no such checkpoint")
+
+    import torch
+
+    from escx.benchmark.report import markdown
+    from escx.benchmark.suite import BenchOptions, run_bench
+
+    devices = args.device or ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+    if "cuda" in devices and not torch.cuda.is_available():
+        raise CommandError("--device cuda: no CUDA device is available")
+    quality = args.quality_data if args.model and Path(args.quality_data).is_dir() else None
+    options = BenchOptions(
+        configs=args.config or ["experiments/esc.yaml"],
+        model=args.model,
+        seconds=args.seconds,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        threads=args.threads,
+        compile=not args.no_compile,
+        train=not args.no_train,
+        train_batch=args.train_batch,
+        train_seconds=args.train_seconds,
+        train_repeats=args.train_repeats,
+        compile_train=args.compile_train,
+        quality_data=quality,
+        quality_files=args.quality_files,
+        devices=devices,
+    )
+    logging.basicConfig(level=logging.WARNING, format="escx bench: %(message)s")
+    result = run_bench(options)
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown(result)
+    (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "bench.md").write_text(text + "\n")
+    say(text)
+    say(f"written: {out / 'bench.json'}, {out / 'bench.md'}")
+    return 0

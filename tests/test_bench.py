@@ -1,0 +1,91 @@
+"""``escx bench`` and the inference precision option, end to end on a small codec."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import yaml
+from tools_fixtures import SMALL_CODEC_CONFIG, make_checkpoint, speech_like, write_wav
+
+from escx.api import load_codec
+from escx.cli import main
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> str:
+    return str(make_checkpoint(tmp_path_factory.mktemp("bench") / "small.ckpt"))
+
+
+@pytest.fixture(scope="module")
+def small_config(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("config") / "small.yaml"
+    path.write_text(yaml.safe_dump({"model": {"codec": SMALL_CODEC_CONFIG}}))
+    return str(path)
+
+
+def test_bench_writes_json_and_markdown_with_same_run_ratios(tmp_path, capsys, small_config):
+    out = tmp_path / "bench"
+    args = ["bench", "--config", small_config, "--seconds", "0.5", "--repeats", "2", "--warmup",
+            "1", "--threads", "1", "--no-compile", "--train-batch", "2", "--train-seconds", "0.5",
+            "--train-repeats", "1", "--device", "cpu", "-o", str(out)]  # fmt: skip
+    assert main(args) == 0
+    result = json.loads((out / "bench.json").read_text())
+    (cpu,) = result["results"]
+    assert cpu["matmul_peak_gflops"]["fp32"] > 0 and cpu["matmul_peak_gflops"]["bf16"] > 0
+    variants = {row["variant"] for row in cpu["inference"]}
+    assert {"straightforward fp32", "escx fp32", "escx bf16"} <= variants
+    assert {(r["op"], r["kbps"]) for r in cpu["inference"]} == {
+        ("encode", 9.0), ("decode", 9.0), ("encode", 1.5), ("decode", 1.5)
+    }  # fmt: skip
+    for row in cpu["inference"]:
+        assert row["median_s"] > 0 and row["gflop"] > 0
+        assert row["gflops"] == pytest.approx(row["gflop"] / row["median_s"])
+    # The fast path must code exactly like the straightforward one.
+    assert cpu["code_agreement"]["escx fp32"] == 1.0
+    steps = {s["variant"]: s for s in cpu["training"]}
+    assert steps["escx fp32"]["first_loss"] == steps["straightforward fp32"]["first_loss"]
+    text = (out / "bench.md").read_text()
+    assert "speed-up vs straightforward" in text and "### Targets" in text
+    assert "matmul peak" in text.lower()
+
+
+def test_bench_refuses_bad_options_in_one_line(tmp_path, capsys):
+    assert main(["bench", "--repeats", "0", "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["escx: error: --repeats must be positive"]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_compress_decompress_with_a_precision(tmp_path, capsys, model, precision):
+    source = write_wav(tmp_path / "a.wav", speech_like(8000))
+    code = main(["compress", str(source), "-o", str(tmp_path / "a.escx"), "--model", model,
+                 "--precision", precision])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    code = main(["decompress", str(tmp_path / "a.escx"), "-o", str(tmp_path / "a.wav"),
+                 "--model", model, "--precision", precision])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert sf.info(tmp_path / "a.wav").frames == 8000
+
+
+def test_unknown_precision_is_refused(tmp_path, capsys, model):
+    source = write_wav(tmp_path / "a.wav", speech_like(800))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compress", str(source), "-o", str(tmp_path / "a.escx"), "--model", model,
+              "--precision", "fp16"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and "'fp16'" in err[0]
+    assert not (tmp_path / "a.escx").exists()
+
+
+def test_load_codec_precision(model):
+    assert load_codec(model, precision="bf16").codec.inference_precision == "bf16"
+    with pytest.raises(ValueError, match="unknown precision"):
+        load_codec(model, precision="int8")
+
+
+def test_readme_documents_bench_and_precision():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "escx bench" in readme and "--precision bf16" in readme
