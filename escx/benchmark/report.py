@@ -34,7 +34,9 @@ def device_section(result: dict[str, Any], env: dict[str, Any]) -> list[str]:
         f"### Inference: {env['seconds']:g} s of audio, median of {env['repeats']} after warm-up",
         "",
         "Work is the FLOP count of the straightforward fp32 path (matmuls and convolutions), so "
-        "GFLOP/s compare like with like; % of peak uses the peak of the variant's precision.",
+        "GFLOP/s compare like with like; % of peak uses the peak of the variant's precision. "
+        "Peak memory is the process's peak resident set on the CPU (it includes everything "
+        "loaded so far) and allocated tensor memory on a GPU. First call includes compilation.",
         "",
         "| variant | op | kbps | median s (min-max) | RTF | GFLOP | GFLOP/s | % of peak | "
         "peak memory MB | first call s |",
