@@ -7,12 +7,13 @@ and memory traffic of 45-wide maps of 64,000 tokens. This path:
 
 * shifts with one strided copy (:func:`rolled_copy`) and runs the whole shifted block in shifted
   coordinates (every op but attention is per token), shifting back once at the end;
-* partitions the C-wide input into windows once, then runs the *whole block* (LayerNorm, qkv,
-  attention, projection + residual, LayerNorm, MLP + residual) on chunks of windows sized to stay
-  in cache, with fused oneDNN linears (:mod:`escx.backbones.fused`);
+* partitions the C-wide input into windows once and runs the whole block (LayerNorm, qkv,
+  attention, projection + residual, LayerNorm, MLP + residual) in window order, with fused oneDNN
+  linears (:mod:`escx.backbones.fused`), un-partitioning once at the end (processing chunks of
+  windows to stay in cache was measured and was slower with 2 threads);
 * attends per head on strided views of the projections (no head-major copy), with the relative
-  position bias and, in shifted blocks, the mask of the window's kind (interior, last row, last
-  column, corner: :func:`boundary_masks`) as the additive input of one ``baddbmm``.
+  position bias as the additive input of one ``baddbmm``; in shifted blocks only the last window
+  row and column are masked (:func:`boundary_masks`), so only they get a mask, in place.
 
 Grids that are not a whole number of windows (the 2-row stage of ESC's decoder) take a simpler
 route through :func:`attend_grid`, which also avoids projecting padded tokens.
@@ -24,9 +25,6 @@ import torch
 from torch import Tensor, nn
 
 from escx.backbones import fused
-
-# Tokens per chunk are chosen so a chunk's 4C-wide MLP activations take about this many bytes.
-CHUNK_BYTES = 2 << 20
 
 
 def _runs(n_dst: int, period: int, offset: int, valid: int) -> list[tuple[slice, slice]]:
@@ -57,41 +55,42 @@ def rolled_copy(dst: Tensor, src: Tensor, offset_h: int, offset_w: int) -> None:
             dst[:, dh, dw] = src[:, sh, sw]
 
 
-def _attend(attn: nn.Module, qkv: Tensor, masks: Tensor | None) -> Tensor:
+def _attend(
+    attn: nn.Module, qkv: Tensor, masks: Tensor | None, grid: tuple[int, int, int]
+) -> Tensor:
     """Multi-head attention inside windows.
 
     Args:
         attn: the block's ``WindowAttention`` (heads, relative position bias).
-        qkv: (K, N, 3C) projections of K windows of N tokens.
-        masks: (K, N, N) additive shift masks of these windows, or None.
+        qkv: (B * nh * nw, N, 3C) projections of the windows of a (B, nh, nw) window grid.
+        masks: :func:`boundary_masks` (3, N, N) of a shifted grid, or None. Only the last window
+            row and column are masked, so only they get the mask (no per-window mask tensor).
+        grid: (B, nh, nw).
 
     Returns:
-        (K, N, C) attention output before the output projection.
+        (B * nh * nw, N, C) attention output before the output projection.
     """
-    k_windows, n, c3 = qkv.shape
+    windows, n, c3 = qkv.shape
     heads = attn.heads
     hd = c3 // (3 * heads)
-    qkv = qkv.view(k_windows, n, 3, heads, hd)
+    qkv = qkv.view(windows, n, 3, heads, hd)
     bias = attn.relative_position_bias_table[attn.relative_position_index.view(-1)]
     bias = bias.view(n, n, heads).permute(2, 0, 1).to(qkv.dtype)
-    out = qkv.new_empty(k_windows, n, heads, hd)
+    if masks is not None:
+        masks = masks.to(qkv.dtype)
+    out = qkv.new_empty(windows, n, heads, hd)
     for head in range(heads):
-        additive = bias[head] if masks is None else masks + bias[head]
         q, k, v = qkv[:, :, 0, head], qkv[:, :, 1, head], qkv[:, :, 2, head]
-        scores = torch.baddbmm(additive, q, k.transpose(1, 2), alpha=hd**-0.5)
+        scores = torch.baddbmm(bias[head], q, k.transpose(1, 2), alpha=hd**-0.5)
+        if masks is not None:
+            by_window = scores.view(*grid, n, n)
+            by_window[:, -1, :-1].add_(masks[0])
+            by_window[:, :-1, -1].add_(masks[1])
+            by_window[:, -1, -1].add_(masks[2])
         # Softmax in fp32 (this CPU's bf16 softmax is 3x slower, and fp32 is more accurate).
         probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)
         out[:, :, head] = torch.bmm(probs, v)
-    return out.view(k_windows, n, heads * hd)
-
-
-def _window_masks(masks: Tensor, b: int, nh: int, nw: int, dtype: torch.dtype) -> Tensor:
-    """Per-window index (B * nh * nw,) into a (4, N, N) table: none, row, column, corner."""
-    rows = torch.zeros(nh, nw, dtype=torch.long, device=masks.device)
-    rows[-1, :] += 1
-    rows[:, -1] += 2
-    table = torch.cat([masks.new_zeros(1, *masks.shape[1:]), masks]).to(dtype)
-    return table, rows.flatten().repeat(b)
+    return out.view(windows, n, heads * hd)
 
 
 def block_inference(block: nn.Module, x: Tensor, masks: Tensor | None) -> Tensor:
@@ -117,17 +116,10 @@ def block_inference(block: nn.Module, x: Tensor, masks: Tensor | None) -> Tensor
         rolled_copy(shifted, x, shift, shift)
         x = shifted
     windows = x.view(b, nh, ws, nw, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, n, c)
-    table = kinds = None
-    if shift and masks is not None:
-        table, kinds = _window_masks(masks, b, nh, nw, x.dtype)
-    out = torch.empty_like(windows)
-    step = max(1, CHUNK_BYTES // (16 * c * n))
-    for start in range(0, windows.shape[0], step):
-        chunk = windows[start : start + step]
-        chunk_masks = None if table is None else table[kinds[start : start + step]]
-        qkv = fused.linear(block.norm1(chunk), block.attn.qkv)
-        chunk = fused.linear(_attend(block.attn, qkv, chunk_masks), block.attn.proj, None, chunk)
-        out[start : start + step] = block.mlp(block.norm2(chunk), residual=chunk)
+    qkv = fused.linear(block.norm1(windows), block.attn.qkv)
+    attended = _attend(block.attn, qkv, masks if shift else None, (b, nh, nw))
+    windows = fused.linear(attended, block.attn.proj, None, windows)
+    out = block.mlp(block.norm2(windows), residual=windows)
     out = out.view(b, nh, nw, ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
     if shift:
         back = out.new_empty(out.shape)
@@ -159,11 +151,7 @@ def attend_grid(attn: nn.Module, y: Tensor, shift: int, masks: Tensor | None) ->
     grid = y.new_zeros(b, hp, wp, c)
     rolled_copy(grid, y, shift, shift)
     windows = grid.view(b, nh, ws, nw, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, n, c)
-    window_masks = None
-    if masks is not None:
-        table, kinds = _window_masks(masks, b, nh, nw, y.dtype)
-        window_masks = table[kinds]
-    out = _attend(attn, fused.linear(windows, attn.qkv), window_masks)
+    out = _attend(attn, fused.linear(windows, attn.qkv), masks, (b, nh, nw))
     out = out.view(b, nh, nw, ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, c)
     cropped = out.new_empty(b, h, w, c)
     rolled_copy(cropped, out, -shift, -shift)
