@@ -1,4 +1,4 @@
-"""Patch (de-)embedding and frequency-only patch merge/split layers (ESC.md 1.5).
+"""Patch embedding and frequency-only patch merge/split layers (ESC.md 1.5).
 
 Token maps inside the Swin backbone are channels-last (B, H, W, C): H frequency patches, W time
 patches. Channel orderings of the (un)shuffles follow the reference implementation exactly so
@@ -42,31 +42,6 @@ class PatchEmbed(nn.Module):
         if self.apply_norm:
             x = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         return x
-
-
-class PatchDeEmbed(nn.Module):
-    """De-patchify: Conv5x5 -> pixel shuffle by the patch size -> Conv3x3 to 2 channels.
-
-    The paper's figure calls it linear, but the reference is two convolutions around a pixel
-    shuffle, with no output activation (ESC.md 1.5).
-    """
-
-    def __init__(
-        self, dim: int = 45, out_channels: int = 2, patch_size: tuple[int, int] = (3, 2)
-    ) -> None:
-        super().__init__()
-        self.patch_size = tuple(patch_size)
-        pf, pt = self.patch_size
-        self.expand = nn.Conv2d(dim, dim * pf * pt, kernel_size=5, padding=2)
-        self.out = nn.Conv2d(dim, out_channels, kernel_size=3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, dim, H, W) -> (B, 2, H * pf, W * pt) predicted complex STFT."""
-        pf, pt = self.patch_size
-        b, _, h, w = x.shape
-        x = self.expand(x).permute(0, 2, 3, 1)  # (B, H, W, pf*pt*C), chunk k = (kf, kt)
-        x = x.reshape(b, h, w, pf, pt, -1).permute(0, 1, 3, 2, 4, 5).reshape(b, h * pf, w * pt, -1)
-        return self.out(x.permute(0, 3, 1, 2))
 
 
 class PatchMerge(nn.Module):

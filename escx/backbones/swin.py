@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from escx.backbones.base import DECODERS, ENCODERS, Decoder, Encoder, FeatureShape
-from escx.backbones.patching import PatchDeEmbed, PatchEmbed
+from escx.backbones.deembed import PatchDeEmbed
+from escx.backbones.patching import PatchEmbed
 from escx.backbones.swin_layers import SwinStage
 
 
