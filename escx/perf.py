@@ -1,22 +1,28 @@
-"""Inference speed switches: fused CPU kernels, the straightforward path, the allocator.
+"""Speed switches: escx's CPU kernels, the straightforward path, the allocator.
 
-escx's CPU inference path differs from a plain PyTorch transcription of ESC in three ways, each
-chosen after profiling ESC-Base on a 2-core CPU (``escx bench`` measures them):
+escx differs from a plain PyTorch transcription of ESC in these ways, each chosen after
+profiling ESC-Base on a 2-core CPU (``escx bench`` measures them; ESC.md 2.3 has the reference's
+profile, where the full-resolution Swin stages and the de-embedding dominate):
 
-* **Fused oneDNN linears** (:mod:`escx.backbones.fused`). ESC's full-resolution stages are 45
-  channels wide; MKL's GEMM runs a K=45 product far below its peak, oneDNN two to three times
-  faster, and oneDNN also fuses GELU and the residual add into the matmul.
-* **Lean window attention** (:mod:`escx.backbones.swin_inference`): one-copy shifts, windows cut
-  from the C-wide input, per-head attention on strided views, bias and the window's shift mask
-  as one additive input, no projections of padded tokens.
+* **Composed de-embedding** (:mod:`escx.backbones.deembed`), training and inference: the
+  reference's two convolutions around a pixel shuffle are one linear map, computed as one small
+  7x7 convolution (11.7x fewer FLOPs; the de-embedding was 40 % of decode's).
+* **oneDNN linears** (:mod:`escx.backbones.fused`). ESC's full-resolution stages are 45 channels
+  wide; MKL's GEMM runs a K=45 product at a quarter of oneDNN's speed. Inference also fuses GELU
+  and the residual add into the product; training uses oneDNN for the forward product and the
+  input gradient (:func:`wants_fast_cpu_training`).
+* **Window attention without SDPA's bookkeeping**: in inference
+  (:mod:`escx.backbones.swin_inference`) one-copy shifts, windows cut from the C-wide input,
+  per-head fp32 attention on strided views, masks only on the boundary windows, no projections
+  of padded tokens; in training the softmax attention spelled out, which skips the fully-masked
+  row checks of SDPA's reference route.
 * **No page faults** (:func:`tune_cpu_allocator`): glibc hands large freed blocks back to the
   kernel, so 10-50 MB activations were faulted in afresh on every call. Keeping freed memory in
   the heap removes that.
 
-The fast paths only run where no gradient is needed, so training computes exactly what the
-straightforward path computes (the allocator setting applies to training too).
-:func:`straightforward` turns the fast paths off: the benchmark's baseline, and the reference
-the tests compare the fast path's codes with.
+All compute the same function as the straightforward path, up to float rounding (tests compare
+codes, values and gradients). :func:`straightforward` turns them off: the benchmark's baseline,
+and the reference the tests compare with.
 """
 
 from __future__ import annotations
@@ -76,15 +82,29 @@ def tune_cpu_allocator() -> bool:
     return ok
 
 
-def wants_fast_cpu_path(x: torch.Tensor) -> bool:
-    """True when ``x`` may take the fast inference path: CPU, no autograd, fast paths enabled.
+def wants_fast_cpu_training(x: torch.Tensor) -> bool:
+    """True when ``x`` may take escx's autograd-aware CPU kernels: fp32 on the CPU with autograd
+    recording, no autocast (bf16-mixed training keeps PyTorch's own kernels), not compiling."""
+    return (
+        _state["fast"]
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
+    )
 
-    Training keeps the straightforward path: profiled on a 2-core CPU, the lean attention's
-    backward was slower than SDPA's, and the fused oneDNN ops have no backward.
+
+def wants_fast_cpu_path(x: torch.Tensor) -> bool:
+    """True when ``x`` may take the gradient-free fast path: CPU, grad mode off (``no_grad`` or
+    ``inference_mode``, as in ``encode``/``decode`` and validation), fast paths enabled.
+
+    With grad mode on, :func:`wants_fast_cpu_training` decides instead: the fused oneDNN ops
+    have no backward, and the lean attention's backward was slower than the spelled-out one.
     """
     return (
         _state["fast"]
         and x.device.type == "cpu"
-        and not (torch.is_grad_enabled() and x.requires_grad)
+        and not torch.is_grad_enabled()  # parameters may need gradients even if x does not
         and x.dtype in (torch.float32, torch.bfloat16)
     )
