@@ -16,7 +16,7 @@ and memory traffic of 45-wide maps of 64,000 tokens. This path:
   row and column are masked (:func:`boundary_masks`), so only they get a mask, in place.
 
 Grids that are not a whole number of windows (the 2-row stage of ESC's decoder) take a simpler
-route through :func:`attend_grid`, which also avoids projecting padded tokens.
+route through :func:`attend_grid`, which projects only real tokens.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def rolled_copy(dst: Tensor, src: Tensor, offset_h: int, offset_w: int) -> None:
 def _attend(
     attn: nn.Module, qkv: Tensor, masks: Tensor | None, grid: tuple[int, int, int]
 ) -> Tensor:
-    """Multi-head attention inside windows.
+    """Multi-head attention inside windows, computed in fp32 one head at a time.
 
     Args:
         attn: the block's ``WindowAttention`` (heads, relative position bias).
@@ -68,29 +68,38 @@ def _attend(
         grid: (B, nh, nw).
 
     Returns:
-        (B * nh * nw, N, C) attention output before the output projection.
+        (B * nh * nw, N, C) attention output before the output projection, in ``qkv``'s dtype.
     """
     windows, n, c3 = qkv.shape
     heads = attn.heads
     hd = c3 // (3 * heads)
-    qkv = qkv.view(windows, n, 3, heads, hd)
+    # (3, heads, windows, N, hd). fp32 projections stay strided views (a head-major copy costs
+    # more than it saves); bf16 ones are converted in this one pass, because this CPU's bf16
+    # batched products copy strided inputs head by head and its bf16 softmax is 3x slower.
+    parts = qkv.view(windows, n, 3, heads, hd).permute(2, 3, 0, 1, 4).to(torch.float32)
     bias = attn.relative_position_bias_table[attn.relative_position_index.view(-1)]
-    bias = bias.view(n, n, heads).permute(2, 0, 1).to(qkv.dtype)
-    if masks is not None:
-        masks = masks.to(qkv.dtype)
-    out = qkv.new_empty(windows, n, heads, hd)
-    for head in range(heads):
-        q, k, v = qkv[:, :, 0, head], qkv[:, :, 1, head], qkv[:, :, 2, head]
+    bias = bias.view(n, n, heads).permute(2, 0, 1).float()
+    out = parts.new_empty(heads, windows, n, hd)
+    with torch.autocast("cpu", enabled=False):
+        _attend_heads(parts, bias, masks, grid, out)
+    return out.permute(1, 2, 0, 3).reshape(windows, n, heads * hd).to(qkv.dtype)
+
+
+def _attend_heads(
+    parts: Tensor, bias: Tensor, masks: Tensor | None, grid: tuple[int, int, int], out: Tensor
+) -> None:
+    """fp32 attention of each head into ``out`` (heads, windows, N, hd); ``parts`` are the
+    (3, heads, windows, N, hd) projections, ``bias`` the (heads, N, N) position bias."""
+    n, hd = parts.shape[-2:]
+    for head in range(parts.shape[1]):
+        q, k, v = parts[0, head], parts[1, head], parts[2, head]
         scores = torch.baddbmm(bias[head], q, k.transpose(1, 2), alpha=hd**-0.5)
         if masks is not None:
             by_window = scores.view(*grid, n, n)
             by_window[:, -1, :-1].add_(masks[0])
             by_window[:, :-1, -1].add_(masks[1])
             by_window[:, -1, -1].add_(masks[2])
-        # Softmax in fp32 (this CPU's bf16 softmax is 3x slower, and fp32 is more accurate).
-        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)
-        out[:, :, head] = torch.bmm(probs, v)
-    return out.view(windows, n, heads * hd)
+        torch.bmm(torch.softmax(scores, dim=-1), v, out=out[head])
 
 
 def block_inference(block: nn.Module, x: Tensor, masks: Tensor | None) -> Tensor:
@@ -131,9 +140,10 @@ def block_inference(block: nn.Module, x: Tensor, masks: Tensor | None) -> Tensor
 def attend_grid(attn: nn.Module, y: Tensor, shift: int, masks: Tensor | None) -> Tensor:
     """Window attention over a normalised grid of any size, before the output projection.
 
-    The grid is zero-padded to whole windows and shifted in one copy; a zero pad token's
-    projection is exactly the qkv bias, so padding after the LayerNorm matches the
-    straightforward path, and no output projection runs on padded positions.
+    The straightforward path zero-pads the grid to whole windows after the LayerNorm; a zero
+    token's projection is exactly the qkv bias. So only real tokens are projected, and the
+    padded, shifted grid of projections is filled with the bias (at ESC's 2-row decoder stage
+    half of the grid is padding). No output projection runs on padded positions either.
 
     Args:
         attn: the block's ``WindowAttention``.
@@ -148,10 +158,12 @@ def attend_grid(attn: nn.Module, y: Tensor, shift: int, masks: Tensor | None) ->
     ws = attn.window
     hp, wp = h + (-h) % ws, w + (-w) % ws
     nh, nw, n = hp // ws, wp // ws, ws * ws
-    grid = y.new_zeros(b, hp, wp, c)
-    rolled_copy(grid, y, shift, shift)
-    windows = grid.view(b, nh, ws, nw, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, n, c)
-    out = _attend(attn, fused.linear(windows, attn.qkv), masks, (b, nh, nw))
+    qkv = fused.linear(y, attn.qkv)
+    grid = qkv.new_empty(b, hp, wp, 3 * c)
+    grid[:] = attn.qkv.bias.to(qkv.dtype)
+    rolled_copy(grid, qkv, shift, shift)
+    windows = grid.view(b, nh, ws, nw, ws, 3 * c).permute(0, 1, 3, 2, 4, 5).reshape(-1, n, 3 * c)
+    out = _attend(attn, windows, masks, (b, nh, nw))
     out = out.view(b, nh, nw, ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, c)
     cropped = out.new_empty(b, h, w, c)
     rolled_copy(cropped, out, -shift, -shift)
