@@ -82,6 +82,22 @@ def test_kmeans_init_of_a_codebook_recovers_clusters_once() -> None:
     assert torch.equal(book.weight, first)  # gradient-learned: only the first batch initialises
 
 
+def test_kmeans_pools_the_first_batches_and_quantizes_them_with_the_initial_entries() -> None:
+    # Each batch holds vectors of only two of the six clusters; k-means must see all three.
+    truth = _separated_centres(6, 4, seed=8)
+    batches = [_blobs(truth[2 * i : 2 * i + 2], 30, std=0.05, seed=20 + i)[None] for i in range(3)]
+    book = Codebook(4, 6, l2norm=True, init="kmeans", kmeans_batches=3).train()
+    kaiming = book.weight.detach().clone()
+    for batch in batches[:2]:
+        _, codes, _, _ = book(batch)
+        assert not bool(book.initialized)
+        assert torch.equal(codes.flatten(), book.nearest(batch[0]))  # Kaiming entries quantize
+    assert torch.equal(book.weight, kaiming)
+    book(batches[2])
+    assert bool(book.initialized)
+    assert _max_match_error(book.weight.detach(), truth) < 0.05
+
+
 def test_kmeans_with_fewer_vectors_than_entries_uses_every_vector() -> None:
     data = _separated_centres(5, 3, seed=7)
     centroids = kmeans(data, 8, iters=5, generator=torch.Generator().manual_seed(0))
@@ -210,7 +226,13 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     try:
         torch.set_num_threads(1)
         torch.manual_seed(0)  # identical projections, as DDP's initial broadcast would make them
-        options = {"init": "kmeans", "ema_decay": 0.9, "dead_threshold": 1.0, "usage_decay": 0.5}
+        options = {
+            "init": "kmeans",
+            "kmeans_batches": 2,
+            "ema_decay": 0.9,
+            "dead_threshold": 1.0,
+            "usage_decay": 0.5,
+        }
         pq = ProductQuantizer(12, groups=2, stages=2, codebook_dim=3, codebook_size=16,
                               codebook_options=options).train()  # fmt: skip
         torch.manual_seed(100 + rank)  # each rank now draws its own data and restart choices
@@ -265,6 +287,7 @@ def test_two_gloo_ranks_with_different_data_keep_identical_codebooks(tmp_path: P
         ("dead_threshold", -0.1, "dead_threshold"),
         ("usage_decay", 0.0, "usage_decay"),
         ("kmeans_iters", -1, "kmeans_iters"),
+        ("kmeans_batches", 0, "kmeans_batches"),
     ],
 )
 def test_bad_codebook_options_fail_at_construction_in_one_line(

@@ -104,9 +104,8 @@ TINY_STEPS = {"pretrain": 300, "quantizer": 300, "codebook": 500}
 NOTES = {
     "codebook": "'pretraining' bypasses the quantizer for the first 10% of steps (ESC); the "
     "other variants quantize from the first step with one codebook technique each. k-means "
-    "clusters the first quantized batch: when it holds fewer vectors per codebook than entries "
-    "(at SCALE=tiny, 8 clips x 50 frames = 400 < 1024), the remaining entries start as "
-    "duplicates.",
+    "clusters the vectors of the first 8 quantized batches (3,200 per codebook at SCALE=tiny, "
+    "for 1024 entries), which the Kaiming entries quantize.",
 }
 
 

@@ -7,7 +7,8 @@ ESC fights codebook collapse with a pre-training stage (ESC.md 3.4); SoundStream
 instead use the techniques below, which are options here so the two can be compared by config:
 
 * ``init="kmeans"``: k-means++ seeding and Lloyd iterations (:mod:`escx.quantizers.kmeans`) on
-  the vectors of the first quantized training batch, pooled over every DDP rank;
+  the vectors of the first ``kmeans_batches`` quantized training batches, pooled over every DDP
+  rank (until then the Kaiming entries quantize as usual);
 * ``ema_decay``: entries follow an exponential moving average of the raw vectors assigned to
   them (Laplace-smoothed counts) instead of the codebook loss;
 * ``dead_threshold``: an entry whose usage (an EMA of the fraction of vectors it wins) falls below
@@ -39,6 +40,7 @@ CODEBOOK_INITS = ("kaiming", "kmeans")
 def check_codebook_options(
     init: str = "kaiming",
     kmeans_iters: int = 10,
+    kmeans_batches: int = 1,
     ema_decay: float | None = None,
     ema_epsilon: float = 1e-5,
     dead_threshold: float = 0.0,
@@ -49,6 +51,12 @@ def check_codebook_options(
         raise ValueError(f"codebook_init must be one of {CODEBOOK_INITS}, got {init!r}")
     if isinstance(kmeans_iters, bool) or int(kmeans_iters) != kmeans_iters or kmeans_iters < 0:
         raise ValueError(f"kmeans_iters must be a whole number >= 0, got {kmeans_iters!r}")
+    if (
+        isinstance(kmeans_batches, bool)
+        or int(kmeans_batches) != kmeans_batches
+        or kmeans_batches < 1
+    ):
+        raise ValueError(f"kmeans_batches must be a whole number >= 1, got {kmeans_batches!r}")
     if ema_decay is not None and not 0.0 < ema_decay < 1.0:
         raise ValueError(f"ema_decay must be in (0, 1) (e.g. 0.99) or null, got {ema_decay}")
     if not ema_epsilon > 0:
@@ -66,6 +74,7 @@ def codebook_options(
     l2norm: bool = True,
     codebook_init: str = "kaiming",
     kmeans_iters: int = 10,
+    kmeans_batches: int = 1,
     ema_decay: float | None = None,
     ema_epsilon: float = 1e-5,
     dead_threshold: float = 0.0,
@@ -79,6 +88,7 @@ def codebook_options(
     options = {
         "init": codebook_init,
         "kmeans_iters": kmeans_iters,
+        "kmeans_batches": kmeans_batches,
         "ema_decay": ema_decay,
         "ema_epsilon": ema_epsilon,
         "dead_threshold": dead_threshold,
@@ -95,8 +105,12 @@ class Codebook(nn.Module):
         dim: entry dimension (the down-projected space, 8 in ESC).
         size: number of entries (1024 = 10 bits).
         l2norm: nearest neighbour by cosine similarity (ESC, DAC) instead of Euclidean distance.
-        init: "kaiming" (ESC) or "kmeans" (SoundStream/EnCodec: on the first quantized batch).
+        init: "kaiming" (ESC) or "kmeans" (SoundStream/EnCodec: on the first quantized batches).
         kmeans_iters: Lloyd iterations after k-means++ seeding.
+        kmeans_batches: training batches whose vectors are pooled for k-means (1: the first
+            batch, as EnCodec; more when a batch holds fewer vectors than entries). The Kaiming
+            entries quantize those batches; a checkpoint saved before the last of them restarts
+            the pooling on resume.
         ema_decay: if set (e.g. 0.99), entries follow an EMA of their assigned vectors and get no
             gradient; the codebook loss is then zero. None: learned by the codebook loss.
         ema_epsilon: Laplace smoothing of the EMA counts (keeps rarely used entries finite).
@@ -114,16 +128,19 @@ class Codebook(nn.Module):
         l2norm: bool = True,
         init: str = "kaiming",
         kmeans_iters: int = 10,
+        kmeans_batches: int = 1,
         ema_decay: float | None = None,
         ema_epsilon: float = 1e-5,
         dead_threshold: float = 0.0,
         usage_decay: float = 0.99,
     ) -> None:
         super().__init__()
-        check_codebook_options(init, kmeans_iters, ema_decay, ema_epsilon, dead_threshold,
-                               usage_decay)  # fmt: skip
+        check_codebook_options(init, kmeans_iters, kmeans_batches, ema_decay, ema_epsilon,
+                               dead_threshold, usage_decay)  # fmt: skip
         self.dim, self.size, self.l2norm = dim, size, l2norm
         self.init, self.kmeans_iters = init, int(kmeans_iters)
+        self.kmeans_batches = int(kmeans_batches)
+        self._pooled: list[Tensor] = []  # vectors of the batches seen before k-means
         self.ema_decay, self.ema_epsilon = ema_decay, ema_epsilon
         self.dead_threshold, self.usage_decay = float(dead_threshold), usage_decay
         self._restarts = 0  # entries restarted since the last pop_restarts()
@@ -180,7 +197,7 @@ class Codebook(nn.Module):
         """
         flat = z.reshape(-1, self.dim)
         if self.training and not bool(self.initialized):
-            self._kmeans_init(flat.detach())
+            self._pool_for_kmeans(flat.detach())
         codes = self.nearest(flat)
         z_q = self.lookup(codes).view_as(z)
         if self.training:  # after the lookup: this batch is quantized with the entries it chose
@@ -199,8 +216,15 @@ class Codebook(nn.Module):
     # ---- learning outside the optimizer (all identical on every DDP rank) ------------------
 
     @torch.no_grad()
+    def _pool_for_kmeans(self, flat: Tensor) -> None:
+        self._pooled.append(flat.float())
+        if len(self._pooled) == self.kmeans_batches:
+            pooled, self._pooled = torch.cat(self._pooled), []
+            self._kmeans_init(pooled)
+
+    @torch.no_grad()
     def _kmeans_init(self, flat: Tensor) -> None:
-        data = sync.all_gather_rows(flat.float().contiguous())
+        data = sync.all_gather_rows(flat.contiguous())
         # Drawn from the global RNG on every rank (same consumption everywhere, reproducible
         # under seed_everything); rank 0's result is what every rank keeps.
         seed = int(torch.randint(2**62, (1,)))
@@ -213,7 +237,8 @@ class Codebook(nn.Module):
             Codebook._warned_small_batch = True  # once per process, not once per codebook
             log.warning(
                 "k-means initialisation of a %d-entry codebook saw only %d vectors: %d entries "
-                "start as duplicates; use larger batches or enable dead_threshold restarts",
+                "start as duplicates; raise kmeans_batches, use larger batches or enable "
+                "dead_threshold restarts",
                 self.size, data.shape[0], self.size - data.shape[0],
             )  # fmt: skip
         self.weight.data.copy_(centroids)

@@ -76,8 +76,9 @@ class CrossScaleRVQ(Quantizer):
         frames_per_code: time patches stacked into one code frame (2).
         l2norm: cosine-similarity lookup (ESC) instead of Euclidean distance.
         codebook_init: "kaiming" (ESC) or "kmeans" (k-means++ and Lloyd on the first quantized
-            batch, pooled over DDP ranks).
+            batches, pooled over DDP ranks).
         kmeans_iters: Lloyd iterations of the k-means initialisation.
+        kmeans_batches: first quantized batches whose vectors k-means clusters (pooled).
         ema_decay: EMA codeword updates, e.g. 0.99 (None: learned by the codebook loss, ESC).
         ema_epsilon: Laplace smoothing of the EMA counts.
         dead_threshold: restart entries used less than this fraction of uniform usage, e.g. 0.1
@@ -94,6 +95,7 @@ class CrossScaleRVQ(Quantizer):
         l2norm: bool = True,
         codebook_init: str = "kaiming",
         kmeans_iters: int = 10,
+        kmeans_batches: int = 1,
         ema_decay: float | None = None,
         ema_epsilon: float = 1e-5,
         dead_threshold: float = 0.0,
@@ -104,9 +106,15 @@ class CrossScaleRVQ(Quantizer):
         self.max_streams, self.num_groups = len(self.codebook_dims), groups
         self.codebook_size, self.frames_per_code = codebook_size, frames_per_code
         self.codebook_options = codebook_options(
-            l2norm, codebook_init, kmeans_iters, ema_decay, ema_epsilon, dead_threshold,
-            usage_decay,
-        )  # fmt: skip
+            l2norm=l2norm,
+            codebook_init=codebook_init,
+            kmeans_iters=kmeans_iters,
+            kmeans_batches=kmeans_batches,
+            ema_decay=ema_decay,
+            ema_epsilon=ema_epsilon,
+            dead_threshold=dead_threshold,
+            usage_decay=usage_decay,
+        )
 
     def build(self, encoder_shapes: list[FeatureShape], decoder_shapes: list[FeatureShape]) -> None:
         refinements = self.max_streams - 1

@@ -34,8 +34,9 @@ class ResidualVQ(Quantizer):
         frames_per_code: time patches stacked into one code frame (2 -> 50 frames/s in ESC).
         l2norm: cosine-similarity lookup (ESC) instead of Euclidean distance.
         codebook_init: "kaiming" (ESC) or "kmeans" (k-means++ and Lloyd on the first quantized
-            batch, pooled over DDP ranks).
+            batches, pooled over DDP ranks).
         kmeans_iters: Lloyd iterations of the k-means initialisation.
+        kmeans_batches: first quantized batches whose vectors k-means clusters (pooled).
         ema_decay: EMA codeword updates, e.g. 0.99 (None: learned by the codebook loss, ESC).
         ema_epsilon: Laplace smoothing of the EMA counts.
         dead_threshold: restart entries used less than this fraction of uniform usage, e.g. 0.1
@@ -56,6 +57,7 @@ class ResidualVQ(Quantizer):
         l2norm: bool = True,
         codebook_init: str = "kaiming",
         kmeans_iters: int = 10,
+        kmeans_batches: int = 1,
         ema_decay: float | None = None,
         ema_epsilon: float = 1e-5,
         dead_threshold: float = 0.0,
@@ -66,9 +68,15 @@ class ResidualVQ(Quantizer):
         self.codebook_size, self.codebook_dim = codebook_size, codebook_dim
         self.frames_per_code = frames_per_code
         self.codebook_options = codebook_options(
-            l2norm, codebook_init, kmeans_iters, ema_decay, ema_epsilon, dead_threshold,
-            usage_decay,
-        )  # fmt: skip
+            l2norm=l2norm,
+            codebook_init=codebook_init,
+            kmeans_iters=kmeans_iters,
+            kmeans_batches=kmeans_batches,
+            ema_decay=ema_decay,
+            ema_epsilon=ema_epsilon,
+            dead_threshold=dead_threshold,
+            usage_decay=usage_decay,
+        )
 
     def build(self, encoder_shapes: list[FeatureShape], decoder_shapes: list[FeatureShape]) -> None:
         self.shape = encoder_shapes[-1]
@@ -127,6 +135,7 @@ class ProductVQ(ResidualVQ):
         l2norm: bool = True,
         codebook_init: str = "kaiming",
         kmeans_iters: int = 10,
+        kmeans_batches: int = 1,
         ema_decay: float | None = None,
         ema_epsilon: float = 1e-5,
         dead_threshold: float = 0.0,
@@ -141,6 +150,7 @@ class ProductVQ(ResidualVQ):
             l2norm=l2norm,
             codebook_init=codebook_init,
             kmeans_iters=kmeans_iters,
+            kmeans_batches=kmeans_batches,
             ema_decay=ema_decay,
             ema_epsilon=ema_epsilon,
             dead_threshold=dead_threshold,
@@ -162,7 +172,8 @@ class PlainRVQ(ResidualVQ):
         codebook_size: entries per codebook.
         frames_per_code: time patches stacked into one code frame.
         l2norm: cosine-similarity lookup; False (default): Euclidean, as SoundStream/EnCodec.
-        codebook_init, kmeans_iters, ema_decay, ema_epsilon, dead_threshold, usage_decay:
+        codebook_init, kmeans_iters, kmeans_batches, ema_decay, ema_epsilon, dead_threshold,
+            usage_decay:
             codebook learning, as in :class:`ResidualVQ`.
     """
 
@@ -176,6 +187,7 @@ class PlainRVQ(ResidualVQ):
         l2norm: bool = False,
         codebook_init: str = "kaiming",
         kmeans_iters: int = 10,
+        kmeans_batches: int = 1,
         ema_decay: float | None = None,
         ema_epsilon: float = 1e-5,
         dead_threshold: float = 0.0,
@@ -190,6 +202,7 @@ class PlainRVQ(ResidualVQ):
             l2norm=l2norm,
             codebook_init=codebook_init,
             kmeans_iters=kmeans_iters,
+            kmeans_batches=kmeans_batches,
             ema_decay=ema_decay,
             ema_epsilon=ema_epsilon,
             dead_threshold=dead_threshold,
