@@ -121,8 +121,9 @@ def run_device(codec, device: torch.device, options: BenchOptions) -> dict[str, 
     infer(Variant("escx fp32", "fp32", "fast"))
     infer(Variant("escx bf16", "bf16", "fast"))
     if options.compile:
-        infer(Variant("compiled fp32", "fp32", "compile"))
-        infer(Variant("compiled bf16", "bf16", "compile"))
+        round_trip = (("encode", codec.max_streams), ("decode", codec.max_streams))
+        infer(Variant("compiled fp32", "fp32", "compile", round_trip))
+        infer(Variant("compiled bf16", "bf16", "compile", round_trip))
     train(StepVariant("escx fp32", "fp32", "escx"))
     train(StepVariant("escx bf16", "bf16", "escx"))
     if options.compile_train:
