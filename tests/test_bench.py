@@ -46,7 +46,10 @@ def test_bench_writes_json_and_markdown_with_same_run_ratios(tmp_path, capsys, s
     # The fast path must code exactly like the straightforward one.
     assert cpu["code_agreement"]["escx fp32"] == 1.0
     steps = {s["variant"]: s for s in cpu["training"]}
-    assert steps["escx fp32"]["first_loss"] == steps["straightforward fp32"]["first_loss"]
+    # escx's training kernels compute the same step (to float rounding), each in its own process.
+    assert steps["escx fp32"]["first_loss"] == pytest.approx(
+        steps["straightforward fp32"]["first_loss"], rel=1e-5
+    )
     text = (out / "bench.md").read_text()
     assert "speed-up vs straightforward" in text and "### Targets" in text
     assert "matmul peak" in text.lower()

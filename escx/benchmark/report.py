@@ -35,6 +35,9 @@ def device_section(result: dict[str, Any], env: dict[str, Any]) -> list[str]:
         "",
         "Work is the FLOP count of the straightforward fp32 path (matmuls and convolutions), so "
         "GFLOP/s compare like with like; % of peak uses the peak of the variant's precision. "
+        "A variant that computes the same function with fewer FLOPs is credited with the "
+        "straightforward work: escx's decode exceeds 100% because its composed de-embedding "
+        "does 11.7x less work than the reference's two convolutions (ESC.md 2.2: 40% of decode). "
         "Peak memory is the process's peak resident set on the CPU (it includes everything "
         "loaded so far) and allocated tensor memory on a GPU. First call includes compilation.",
         "",
@@ -85,6 +88,10 @@ def _training_lines(steps: list[dict[str, Any]]) -> list[str]:
         "",
         f"### Training step: batch {first['batch']} x {first['seconds_per_clip']:g} s, forward + "
         "backward + AdamW (ESC-Base recipe, 6 streams)",
+        "",
+        "Each variant runs in a fresh process from the same weights and batch (peak memory is its "
+        "own); the straightforward step keeps the C library's default allocator, escx's run with "
+        "its tuned allocator. First loss: the loss of the first step.",
         "",
         "| variant | median s (min-max) | clips/s | speed-up vs straightforward | first loss | "
         "loss - straightforward | peak memory MB |",

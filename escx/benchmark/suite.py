@@ -1,15 +1,19 @@
 """``escx bench``: the whole benchmark, in an order that makes same-run ratios fair.
 
-On the CPU the straightforward baselines run first, with the C library's default allocator;
-then :func:`escx.perf.tune_cpu_allocator` is applied (it cannot be undone cleanly) and escx's
-variants run. With CUDA present the same inference and training cases run on the GPU.
+On the CPU the straightforward inference baseline runs first, with the C library's default
+allocator; then :func:`escx.perf.tune_cpu_allocator` is applied (it cannot be undone cleanly)
+and escx's inference variants run. Each training-step variant runs in a fresh process, so the
+inference rows' peak memory is not the training step's, and the straightforward step keeps the
+default allocator. With CUDA present the same inference and training cases run on the GPU.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import platform
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,17 +107,13 @@ def run_device(codec, device: torch.device, options: BenchOptions) -> dict[str, 
         rows.extend(run_variant(codec, variant, audio, codes, flops, peaks, *n))
         agreement[variant.name] = code_agreement(codec, variant, audio, codes)
 
-    clips = torch.randn(options.train_batch, int(options.train_seconds * codec.sample_rate),
-                        generator=generator).to(device) * 0.1  # fmt: skip
-
     def train(variant: StepVariant) -> None:
         if options.train:
             log.warning("training step: %s", variant.name)
-            steps.append(run_step_variant(codec, clips, variant, options.train_repeats, 1))
+            steps.append(_train_in_fresh_process(options, device, variant))
 
     agreement: dict[str, float] = {}
     infer(Variant("straightforward fp32", "fp32", "straightforward"))
-    train(StepVariant("straightforward fp32", "fp32", "straightforward"))
     if cpu:  # the allocator's share, before it is switched on for the rest of the process
         infer(Variant("escx fp32, default allocator", "fp32", "fast"))
         tuned = tune_cpu_allocator()
@@ -124,6 +124,7 @@ def run_device(codec, device: torch.device, options: BenchOptions) -> dict[str, 
         round_trip = (("encode", codec.max_streams), ("decode", codec.max_streams))
         infer(Variant("compiled fp32", "fp32", "compile", round_trip))
         infer(Variant("compiled bf16", "bf16", "compile", round_trip))
+    train(StepVariant("straightforward fp32", "fp32", "straightforward"))
     train(StepVariant("escx fp32", "fp32", "escx"))
     train(StepVariant("escx bf16", "bf16", "escx"))
     if options.compile_train:
@@ -137,6 +138,29 @@ def run_device(codec, device: torch.device, options: BenchOptions) -> dict[str, 
         "device": str(device), "matmul_peak_gflops": peaks, "inference": rows,
         "code_agreement": agreement, "training": steps, "quality": quality,
     }  # fmt: skip
+
+
+def _train_in_fresh_process(
+    options: BenchOptions, device: torch.device, variant: StepVariant
+) -> dict[str, Any]:
+    """One training-step variant in a new process: its peak memory is its own, and the
+    straightforward baseline runs with the C library's default allocator, as a plain PyTorch
+    program would, while escx's variants run with :func:`escx.perf.tune_cpu_allocator`."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(_train_step_child, options, str(device), variant).result()
+
+
+def _train_step_child(options: BenchOptions, device_name: str, variant: StepVariant) -> dict:
+    torch.set_num_threads(options.threads)
+    if variant.path != "straightforward":
+        tune_cpu_allocator()
+    device = torch.device(device_name)
+    codec = _codec(options).to(device)  # the same seeded weights as the parent's
+    generator = torch.Generator().manual_seed(1)
+    samples = int(options.train_seconds * codec.sample_rate)
+    clips = (torch.randn(options.train_batch, samples, generator=generator) * 0.1).to(device)
+    return run_step_variant(codec, clips, variant, options.train_repeats, 1)
 
 
 def run_bench(options: BenchOptions) -> dict[str, Any]:
