@@ -61,6 +61,36 @@ def test_bench_refuses_bad_options_in_one_line(tmp_path, capsys):
     assert err == ["escx: error: --repeats must be positive"]
 
 
+def test_bench_checks_bf16_quality_on_a_separate_trained_model(tmp_path, small_config, model):
+    speech = tmp_path / "speech"
+    speech.mkdir()
+    for i in range(2):
+        write_wav(speech / f"{i}.wav", speech_like(16000, seed=i))
+    out = tmp_path / "bench"
+    args = ["bench", "--config", small_config, "--seconds", "0.5", "--repeats", "1", "--warmup",
+            "0", "--threads", "1", "--no-compile", "--no-train", "--device", "cpu",
+            "--quality-model", model, "--quality-data", str(speech), "--quality-files", "2",
+            "-o", str(out)]  # fmt: skip
+    assert main(args) == 0
+    (cpu,) = json.loads((out / "bench.json").read_text())["results"]
+    quality = cpu["quality"]
+    assert quality["files"] == 2 and quality["model"] == model
+    rates = {r["kbps"] for r in quality["rows"]}
+    assert len(rates) == 2  # one stream and all streams
+    assert {(r["precision"], r["kbps"]) for r in quality["rows"]} == {
+        (p, k) for p in ("fp32", "bf16") for k in rates
+    }
+    assert "bf16 against fp32 quality" in (out / "bench.md").read_text()
+
+
+def test_bench_refuses_a_missing_quality_model_in_one_line(tmp_path, capsys):
+    missing = tmp_path / "none.ckpt"
+    assert main(["bench", "--quality-model", str(missing), "-o", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"escx: error: --quality-model {missing}: no such checkpoint"]
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_compress_decompress_with_a_precision(tmp_path, capsys, model, precision):
     source = write_wav(tmp_path / "a.wav", speech_like(8000))

@@ -1,7 +1,8 @@
 """Does bf16 inference cost quality? PESQ of a trained codec at fp32 and bf16 on real speech.
 
-Only meaningful with trained weights (``escx bench --model CKPT``): a random-weight codec scores
-PESQ about 1 at any precision, which would make the comparison pass for nothing.
+Only meaningful with trained weights (``escx bench --model CKPT`` or ``--quality-model CKPT``):
+a random-weight codec scores PESQ about 1 at any precision, which would make the comparison pass
+for nothing.
 """
 
 from __future__ import annotations
@@ -42,4 +43,4 @@ def precision_quality(
         for (precision, kbps) in by
         if precision == "fp32"
     }
-    return {"files": len(files), "data": data, "rows": rows, "pesq_drop": drop}
+    return {"files": len(files), "data": data, "model": model, "rows": rows, "pesq_drop": drop}

@@ -109,10 +109,15 @@ def _training_lines(steps: list[dict[str, Any]]) -> list[str]:
 
 def _quality_lines(quality: dict[str, Any] | None) -> list[str]:
     if not quality:
-        return ["", "bf16 quality check: not run (needs `--model CKPT`, a trained codec)."]
+        return [
+            "",
+            "bf16 quality check: not run (needs a trained codec: `--model CKPT` or "
+            "`--quality-model CKPT`).",
+        ]
     lines = [
         "",
-        f"### bf16 against fp32 quality ({quality['files']} files from {quality['data']})",
+        f"### bf16 against fp32 quality ({quality['files']} files from {quality['data']}, "
+        f"model {quality['model']})",
         "",
         "| precision | kbps | PESQ | mel distance |",
         "|---|---|---|---|",

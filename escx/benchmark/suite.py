@@ -45,6 +45,7 @@ class BenchOptions:
     train_seconds: float
     train_repeats: int
     compile_train: bool
+    quality_model: str | None
     quality_data: str | None
     quality_files: int
     devices: list[str]
@@ -131,8 +132,9 @@ def run_device(codec, device: torch.device, options: BenchOptions) -> dict[str, 
         train(StepVariant("compiled fp32", "fp32", "compile"))
         train(StepVariant("compiled bf16", "bf16", "compile"))
     quality = None
-    if options.quality_data and options.model:
-        quality = precision_quality(options.model, options.quality_data, options.quality_files,
+    if options.quality_data and options.quality_model:
+        quality = precision_quality(options.quality_model, options.quality_data,
+                                    options.quality_files,
                                     device)  # fmt: skip
     return {
         "device": str(device), "matmul_peak_gflops": peaks, "inference": rows,
