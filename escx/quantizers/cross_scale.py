@@ -106,15 +106,9 @@ class CrossScaleRVQ(Quantizer):
         self.max_streams, self.num_groups = len(self.codebook_dims), groups
         self.codebook_size, self.frames_per_code = codebook_size, frames_per_code
         self.codebook_options = codebook_options(
-            l2norm=l2norm,
-            codebook_init=codebook_init,
-            kmeans_iters=kmeans_iters,
-            kmeans_batches=kmeans_batches,
-            ema_decay=ema_decay,
-            ema_epsilon=ema_epsilon,
-            dead_threshold=dead_threshold,
-            usage_decay=usage_decay,
-        )
+            l2norm, codebook_init, kmeans_iters, kmeans_batches, ema_decay, ema_epsilon,
+            dead_threshold, usage_decay,
+        )  # fmt: skip
 
     def build(self, encoder_shapes: list[FeatureShape], decoder_shapes: list[FeatureShape]) -> None:
         refinements = self.max_streams - 1

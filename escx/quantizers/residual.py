@@ -68,15 +68,9 @@ class ResidualVQ(Quantizer):
         self.codebook_size, self.codebook_dim = codebook_size, codebook_dim
         self.frames_per_code = frames_per_code
         self.codebook_options = codebook_options(
-            l2norm=l2norm,
-            codebook_init=codebook_init,
-            kmeans_iters=kmeans_iters,
-            kmeans_batches=kmeans_batches,
-            ema_decay=ema_decay,
-            ema_epsilon=ema_epsilon,
-            dead_threshold=dead_threshold,
-            usage_decay=usage_decay,
-        )
+            l2norm, codebook_init, kmeans_iters, kmeans_batches, ema_decay, ema_epsilon,
+            dead_threshold, usage_decay,
+        )  # fmt: skip
 
     def build(self, encoder_shapes: list[FeatureShape], decoder_shapes: list[FeatureShape]) -> None:
         self.shape = encoder_shapes[-1]
