@@ -73,9 +73,10 @@ def _attend(
     windows, n, c3 = qkv.shape
     heads = attn.heads
     hd = c3 // (3 * heads)
-    # (3, heads, windows, N, hd). fp32 projections stay strided views (a head-major copy costs
-    # more than it saves); bf16 ones are converted in this one pass, because this CPU's bf16
-    # batched products copy strided inputs head by head and its bf16 softmax is 3x slower.
+    # (3, heads, windows, N, hd) strided views of the projections: a head-major copy costs more
+    # than it saves in fp32. bf16 projections are converted to fp32 in this one pass (strides
+    # kept): this CPU's bf16 batched products copy strided inputs head by head, and its bf16
+    # softmax is 3x slower than fp32's.
     parts = qkv.view(windows, n, 3, heads, hd).permute(2, 3, 0, 1, 4).to(torch.float32)
     bias = attn.relative_position_bias_table[attn.relative_position_index.view(-1)]
     bias = bias.view(n, n, heads).permute(2, 0, 1).float()
