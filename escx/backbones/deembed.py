@@ -12,7 +12,8 @@ decode FLOPs, ESC.md 2.2). It computes the same function, with float rounding of
 The composition is exact in the interior. At the four borders the straightforward path
 zero-pads the *fine* intermediate map, whereas the composed kernel sees the first convolution's
 value there (its bias and nearby inputs). Those few border lines (``r2 = 1`` per side) are
-recomputed exactly from thin slabs of the input (:func:`_border_lines`), about 3 % extra work.
+recomputed exactly from thin slabs of the input (:meth:`PatchDeEmbed._border_lines`), about 3 %
+extra work.
 
 Both training and inference use the composition (the kernel is rebuilt from the two weights on
 every training forward, so gradients reach both); :func:`escx.perf.straightforward` restores
@@ -69,10 +70,14 @@ class PatchDeEmbed(nn.Module):
             return self.straightforward(x)
         return self.composed(x)
 
+    @property
+    def _radii(self) -> tuple[int, int]:
+        """Half-widths of the first (5x5) and second (3x3) kernels."""
+        return self.expand.kernel_size[0] // 2, self.out.kernel_size[0] // 2
+
     def _slab(self, axis: int) -> int:
         """Input lines along ``axis`` (2: frequency, 3: time) behind one side's border lines."""
-        r1 = self.expand.kernel_size[0] // 2
-        r2 = self.out.kernel_size[0] // 2
+        r1, r2 = self._radii
         return (2 * r2 - 1) // self.patch_size[axis - 2] + 1 + r1
 
     # ---- the composition ------------------------------------------------------------------
@@ -120,8 +125,7 @@ class PatchDeEmbed(nn.Module):
     def composed(self, x: Tensor) -> Tensor:
         """The composed convolution with exact borders; same function as :meth:`straightforward`."""
         pf, pt = self.patch_size
-        r1 = self.expand.kernel_size[0] // 2
-        r2 = self.out.kernel_size[0] // 2
+        r1, r2 = self._radii
         (lo_f, hi_f), (lo_t, hi_t) = _offset_range(pf, r2), _offset_range(pt, r2)
         kernel, bias = self.composed_kernel()
         b, _, h, w = x.shape
@@ -142,8 +146,7 @@ class PatchDeEmbed(nn.Module):
         The slab is zero-padded on the outer side (a true border) and on both sides of the other
         axis, so corners are exact too.
         """
-        r1 = self.expand.kernel_size[0] // 2
-        r2 = self.out.kernel_size[0] // 2
+        r1, r2 = self._radii
         take = self._slab(axis)
         slab = x.narrow(axis, x.shape[axis] - take if end else 0, take)
 
