@@ -39,9 +39,23 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+# jsonargparse wraps a constructor's error in "Does not validate against any of the Union
+# subtypes" once per nesting level, with the real message as one of the "- " lines below.
+_UNION_WRAPPER = "Does not validate against any of the Union subtypes"
+_UNION_NOISE = (_UNION_WRAPPER, "Expected a <class")
+
+
 def _one_line(error: BaseException) -> str:
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    if not text:
+        return type(error).__name__
+    lines = text.splitlines()
+    if lines[0].startswith(_UNION_WRAPPER):
+        causes = [line.strip()[2:] for line in lines if line.strip().startswith("- ")]
+        causes = [cause for cause in causes if not cause.startswith(_UNION_NOISE)]
+        if causes:
+            return causes[0]
+    return lines[0]
 
 
 def _available(module: str) -> bool:

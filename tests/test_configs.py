@@ -174,6 +174,21 @@ def test_fit_with_a_misspelled_component_fails_in_one_line(
     assert "did you mean 'CrossScaleRVQ'" in capsys.readouterr().err
 
 
+def test_fit_with_a_bad_constructor_value_names_it_in_one_line(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    # jsonargparse nests a constructor's ValueError in one "Union subtypes" wrapper per level.
+    option = "--model.codec.init_args.quantizer.init_args.kmeans_batches=0"
+    try:
+        code = main(["fit", "--config", str(BASE), option, "--trainer.max_steps=0"])
+    except SystemExit as exit_:
+        code = exit_.code
+    assert code == 2
+    err = capsys.readouterr().err.splitlines()
+    ours = [line for line in err if line.startswith("escx:")]
+    assert ours == ["escx: error: kmeans_batches must be a whole number >= 1, got 0"]
+
+
 # ---------------------------------------------------------------- escx list
 
 
