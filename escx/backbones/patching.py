@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from escx.backbones import fused
+from escx.backbones.norm import LayerNorm
 
 
 class PatchEmbed(nn.Module):
@@ -33,7 +34,7 @@ class PatchEmbed(nn.Module):
     ) -> None:
         super().__init__()
         self.proj = nn.Conv2d(in_channels, dim, tuple(patch_size), tuple(patch_size))
-        self.norm = nn.LayerNorm(dim)
+        self.norm = LayerNorm(dim)
         self.apply_norm = norm
 
     def forward(self, spec: Tensor) -> Tensor:
@@ -52,7 +53,7 @@ class PatchMerge(nn.Module):
 
     def __init__(self, dim: int, out_dim: int) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(2 * dim)
+        self.norm = LayerNorm(2 * dim)
         self.proj = nn.Linear(2 * dim, out_dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -72,7 +73,7 @@ class PatchSplit(nn.Module):
 
     def __init__(self, dim: int, out_dim: int) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(dim)
+        self.norm = LayerNorm(dim)
         self.proj = nn.Linear(dim, 2 * out_dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -11,9 +11,11 @@ and memory traffic of 45-wide maps of 64,000 tokens. This path:
   attention, projection + residual, LayerNorm, MLP + residual) in window order, with fused oneDNN
   linears (:mod:`escx.backbones.fused`), un-partitioning once at the end (processing chunks of
   windows to stay in cache was measured and was slower with 2 threads);
-* attends per head on strided views of the projections (no head-major copy), with the relative
-  position bias as the additive input of one ``baddbmm``; in shifted blocks only the last window
-  row and column are masked (:func:`boundary_masks`), so only they get a mask, in place.
+* attends with escx's native window-attention kernel (:mod:`escx.kernels`: one pass per window,
+  every head, no batched 16x16 products); without it, per head on strided views of the
+  projections (no head-major copy), with the relative position bias as the additive input of
+  one ``baddbmm``. In shifted blocks only the last window row and column are masked
+  (:func:`boundary_masks`), so only they get a mask.
 
 Grids that are not a whole number of windows (the 2-row stage of ESC's decoder) take a simpler
 route through :func:`attend_grid`, which projects only real tokens.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from escx import kernels
 from escx.backbones import fused
 
 
@@ -58,7 +61,8 @@ def rolled_copy(dst: Tensor, src: Tensor, offset_h: int, offset_w: int) -> None:
 def _attend(
     attn: nn.Module, qkv: Tensor, masks: Tensor | None, grid: tuple[int, int, int]
 ) -> Tensor:
-    """Multi-head attention inside windows, computed in fp32 one head at a time.
+    """Multi-head attention inside windows, in fp32: the native kernel
+    (:func:`escx.kernels.window_attention`) where it runs, else one head at a time in PyTorch.
 
     Args:
         attn: the block's ``WindowAttention`` (heads, relative position bias).
@@ -73,13 +77,16 @@ def _attend(
     windows, n, c3 = qkv.shape
     heads = attn.heads
     hd = c3 // (3 * heads)
+    bias = attn.relative_position_bias_table[attn.relative_position_index.view(-1)]
+    bias = bias.view(n, n, heads).permute(2, 0, 1).float()
+    native = kernels.window_attention(qkv, bias, masks, grid, heads)
+    if native is not None:
+        return native
     # (3, heads, windows, N, hd) strided views of the projections: a head-major copy costs more
     # than it saves in fp32. bf16 projections are converted to fp32 in this one pass (strides
     # kept): this CPU's bf16 batched products copy strided inputs head by head, and its bf16
     # softmax is 3x slower than fp32's.
     parts = qkv.view(windows, n, 3, heads, hd).permute(2, 3, 0, 1, 4).to(torch.float32)
-    bias = attn.relative_position_bias_table[attn.relative_position_index.view(-1)]
-    bias = bias.view(n, n, heads).permute(2, 0, 1).float()
     out = parts.new_empty(heads, windows, n, hd)
     with torch.autocast("cpu", enabled=False):
         _attend_heads(parts, bias, masks, grid, out)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from escx.backbones import fused
+from escx.backbones.norm import LayerNorm
 from escx.backbones.patching import PatchMerge, PatchSplit
 from escx.backbones.swin_inference import block_inference
 from escx.perf import wants_fast_cpu_path, wants_fast_cpu_training
@@ -128,9 +129,9 @@ class SwinBlock(nn.Module):
     def __init__(self, dim: int, heads: int, window: int, shift: int, mlp_ratio: float) -> None:
         super().__init__()
         self.window, self.shift = window, shift
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = LayerNorm(dim)
         self.attn = WindowAttention(dim, heads, window)
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = LayerNorm(dim)
         self.mlp = FeedForward(dim, mlp_ratio)
 
     def forward_inference(self, x: Tensor, masks: Tensor | None) -> Tensor:
