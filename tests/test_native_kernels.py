@@ -123,3 +123,12 @@ def test_a_failed_build_falls_back_and_leaves_no_library(tmp_path) -> None:
     reason, same = done.stdout.split("\n")[:2]
     assert reason.startswith("build failed") and same == "same"
     assert not list(tmp_path.rglob("*.so*")), "a failed build must not leave a library behind"
+
+
+@needs_kernels
+def test_switched_off_kernels_decline_and_restore() -> None:
+    x = torch.randn(4, 45)
+    weight, bias = torch.ones(45), torch.zeros(45)
+    with kernels.switched_off():
+        assert kernels.layer_norm(x, weight, bias, 1e-5) is None
+    assert kernels.layer_norm(x, weight, bias, 1e-5) is not None

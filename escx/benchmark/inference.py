@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from escx import kernels
 from escx.benchmark.measure import PeakMemory, count_flops, time_calls
 from escx.codecs.base import Codec
 from escx.perf import straightforward
@@ -35,7 +36,8 @@ class Variant:
     Attributes:
         name: label in the report.
         precision: "fp32" or "bf16" (the codec's inference precision).
-        path: "straightforward", "fast" (escx's default) or "compile" (``torch.compile`` of the
+        path: "straightforward", "fast" (escx's default), "fast-torch-ops" (the fast path with
+            :mod:`escx.kernels` switched off: their share) or "compile" (``torch.compile`` of the
             straightforward model's encode and decode: inductor does its own fusion, and the fast
             path's per-head loops would only lengthen compilation).
         operations: (op, streams) pairs timed; compiled variants time the 9 kbps round trip only
@@ -60,8 +62,12 @@ def _runner(codec: Codec, variant: Variant, op: str, streams: int, audio: Tensor
         fn = torch.compile(fn)
 
     def call() -> Tensor:
-        plain = variant.path in ("straightforward", "compile")
-        context = straightforward() if plain else contextlib.nullcontext()
+        if variant.path in ("straightforward", "compile"):
+            context = straightforward()
+        elif variant.path == "fast-torch-ops":
+            context = kernels.switched_off()
+        else:
+            context = contextlib.nullcontext()
         with context, torch.inference_mode():
             return fn(*args)
 

@@ -143,6 +143,13 @@ def _target_lines(result: dict[str, Any]) -> list[str]:
     bf16 = _round_trip(rows, "escx bf16", 9.0)
     if bf16:
         lines.append(f"- bf16 encode + decode at 9 kbps <= 0.7 s: {bf16['seconds']:.3f} s")
+    for precision in ("fp32", "bf16"):
+        own = _round_trip(rows, f"escx {precision}", 9.0)
+        torch_ops = _round_trip(rows, f"escx {precision}, PyTorch ops only", 9.0)
+        if own and torch_ops:
+            lines.append(f"- native kernels' share, {precision}: {torch_ops['seconds']:.3f} s with "
+                         f"PyTorch ops only -> {own['seconds']:.3f} s "
+                         f"({torch_ops['seconds'] / own['seconds']:.2f}x)")  # fmt: skip
     quality = result.get("quality")
     if quality:
         drops = ", ".join(f"{k:g} kbps {v:+.3f}" for k, v in quality["pesq_drop"].items()
@@ -169,7 +176,8 @@ def markdown(result: dict[str, Any]) -> str:
         "# escx bench",
         "",
         f"Model: {env['model']}. torch {env['torch']}, {env['threads']} threads on {env['cpu']} "
-        f"({env['cores']} cores){', GPU ' + env['cuda'] if env['cuda'] else ''}.",
+        f"({env['cores']} cores){', GPU ' + env['cuda'] if env['cuda'] else ''}. "
+        f"escx's native CPU kernels: {env.get('native_kernels', 'not recorded')}.",
         "",
     ]
     for device_result in result["results"]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from escx import kernels
 from escx.benchmark.inference import Variant, code_agreement, run_variant, work_flops
 from escx.benchmark.measure import matmul_peak
 from escx.benchmark.quality import precision_quality
@@ -76,6 +77,7 @@ def _environment(options: BenchOptions) -> dict[str, Any]:
         "cores": os.cpu_count(), "model": options.model or " + ".join(options.configs),
         "seconds": options.seconds, "repeats": options.repeats, "warmup": options.warmup,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "native_kernels": kernels.unavailable_reason() or "on",
     }  # fmt: skip
 
 
@@ -121,6 +123,9 @@ def run_device(codec, device: torch.device, options: BenchOptions) -> dict[str, 
         log.warning("allocator tuned: %s", tuned)
     infer(Variant("escx fp32", "fp32", "fast"))
     infer(Variant("escx bf16", "bf16", "fast"))
+    if cpu and kernels.unavailable_reason() is None:
+        infer(Variant("escx fp32, PyTorch ops only", "fp32", "fast-torch-ops"))
+        infer(Variant("escx bf16, PyTorch ops only", "bf16", "fast-torch-ops"))
     if options.compile:
         round_trip = (("encode", codec.max_streams), ("decode", codec.max_streams))
         infer(Variant("compiled fp32", "fp32", "compile", round_trip))

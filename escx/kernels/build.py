@@ -17,6 +17,7 @@ the same computation with PyTorch operations (slower, same function).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import logging
@@ -26,6 +27,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ SOURCES = ("window_attention.c", "layer_norm.c")
 HEADERS = ("common.h",)
 _HERE = Path(__file__).resolve().parent
 _lock = threading.Lock()
-_state: dict[str, object] = {}
+_state: dict[str, object] = {"on": True}
 
 
 def _flags() -> list[str]:
@@ -102,28 +104,44 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.escx_layer_norm.restype = i32
 
 
+@contextlib.contextmanager
+def switched_off() -> Iterator[None]:
+    """Use PyTorch ops instead of the kernels inside the block (the bench measures their share)."""
+    previous = _state["on"]
+    _state["on"] = False
+    try:
+        yield
+    finally:
+        _state["on"] = previous
+
+
 def library() -> ctypes.CDLL | None:
     """The loaded kernel library, building it if needed; None when unavailable (see
-    :func:`unavailable_reason`). Thread-safe; the outcome is remembered for the process."""
-    if "lib" in _state:
-        return _state["lib"]  # type: ignore[return-value]
-    with _lock:
-        if "lib" not in _state:
-            _state["lib"], _state["reason"] = _load()
-            if _state["reason"]:
-                log.info("escx native kernels off (%s); using PyTorch ops", _state["reason"])
-    return _state["lib"]  # type: ignore[return-value]
+    :func:`unavailable_reason`) or inside :func:`switched_off`. Thread-safe; the outcome of the
+    build is remembered for the process."""
+    return _loaded() if _state["on"] else None
 
 
 def unavailable_reason() -> str | None:
-    """Why the kernels are not in use, or None when they are."""
-    library()
+    """Why the kernels cannot be used in this process, or None when they can."""
+    _loaded()
     return _state["reason"]  # type: ignore[return-value]
 
 
+def _loaded() -> ctypes.CDLL | None:
+    if "lib" not in _state:
+        with _lock:
+            if "lib" not in _state:
+                _state["lib"], _state["reason"] = _load()
+                if _state["reason"]:
+                    log.info("escx native kernels off (%s); using PyTorch ops", _state["reason"])
+    return _state["lib"]  # type: ignore[return-value]
+
+
 def _load() -> tuple[ctypes.CDLL | None, str | None]:
-    if os.environ.get("ESCX_NATIVE_KERNELS", "1").strip().lower() in ("0", "false", "no", "off"):
-        return None, "ESCX_NATIVE_KERNELS=0"
+    setting = os.environ.get("ESCX_NATIVE_KERNELS", "1").strip()
+    if setting.lower() in ("0", "false", "no", "off"):
+        return None, f"ESCX_NATIVE_KERNELS={setting}"
     compiler = shutil.which(os.environ.get("CC", "cc"))
     if compiler is None:
         return None, "no C compiler found (set CC)"
