@@ -11,6 +11,8 @@
  * key: the softmax then needs no horizontal reductions. masks_t holds the masks of the last
  * window row, the last window column and the corner window of a shifted grid (NULL: unshifted).
  */
+#include <stdlib.h>
+
 #include "common.h"
 
 #define N 16
@@ -114,40 +116,58 @@ ESCX_INLINE void attend_window(const void *restrict qkv, void *restrict out,
     }
 }
 
-ESCX_INLINE void attend(const void *restrict qkv, void *restrict out, const float *restrict bias_t,
-                        const float *restrict masks_t, int64_t windows, int64_t nh, int64_t nw,
-                        int heads, int hd, float scale, int bf16, int threads) {
+/* Per-thread scratch: a window's projections in fp32 and its output rows. On the heap: OpenMP
+ * worker threads may have small stacks. */
+struct scratch {
+    float buf[N][3 * MAX_C + PAD];
+    float ob[N][MAX_C + PAD];
+};
+
+ESCX_INLINE int attend(const void *restrict qkv, void *restrict out, const float *restrict bias_t,
+                       const float *restrict masks_t, int64_t windows, int64_t nh, int64_t nw,
+                       int heads, int hd, float scale, int bf16, int threads) {
+    int failed = 0;
 #pragma omp parallel num_threads(threads)
     {
-        float buf[N][3 * MAX_C + PAD] __attribute__((aligned(64)));
-        float ob[N][MAX_C + PAD] __attribute__((aligned(64)));
-        /* the last head's wide-path reads run up to PAD floats past a row: keep them finite */
-        for (int i = 0; i < N; ++i) memset(buf[i] + 3 * heads * hd, 0, PAD * sizeof(float));
-#pragma omp for schedule(static)
-        for (int64_t w = 0; w < windows; ++w) {
-            const float *mask = 0;
-            if (masks_t) {
-                const int last_row = (w / nw) % nh == nh - 1, last_col = w % nw == nw - 1;
-                mask = last_row && last_col ? masks_t + 2 * N * N
-                       : last_row           ? masks_t
-                       : last_col           ? masks_t + N * N
-                                            : 0;
-            }
-            attend_window(qkv, out, bias_t, mask, w, heads, hd, scale, bf16, buf, ob);
+        struct scratch *s = 0;
+        if (posix_memalign((void **)&s, 64, sizeof *s)) {
+            s = 0;
+#pragma omp atomic write
+            failed = 1;
         }
+#pragma omp barrier
+        if (!failed) {
+            /* the last head's wide-path reads run up to PAD floats past a row: keep them finite */
+            for (int i = 0; i < N; ++i) memset(s->buf[i] + 3 * heads * hd, 0, PAD * sizeof(float));
+#pragma omp for schedule(static)
+            for (int64_t w = 0; w < windows; ++w) {
+                const float *mask = 0;
+                if (masks_t) {
+                    const int last_row = (w / nw) % nh == nh - 1, last_col = w % nw == nw - 1;
+                    mask = last_row && last_col ? masks_t + 2 * N * N
+                           : last_row           ? masks_t
+                           : last_col           ? masks_t + N * N
+                                                : 0;
+                }
+                attend_window(qkv, out, bias_t, mask, w, heads, hd, scale, bf16, s->buf, s->ob);
+            }
+        }
+        free(s);
     }
+    return failed ? -1 : 0;
 }
 
 /* Head sizes of ESC's stages get a specialised copy (the loops over hd unroll). */
 #define CALL(HD, BF16) attend(qkv, out, bias_t, masks_t, windows, nh, nw, heads, HD, scale, BF16, threads)
-#define CASE(HD, BF16) case HD: CALL(HD, BF16); return 0;
+#define CASE(HD, BF16) case HD: return CALL(HD, BF16);
 #define DISPATCH(BF16)                                                                          \
     switch (hd) {                                                                               \
     CASE(6, BF16) CASE(8, BF16) CASE(12, BF16) CASE(15, BF16) CASE(16, BF16) CASE(24, BF16)     \
-    default: CALL(hd, BF16); return 0;                                                          \
+    default: return CALL(hd, BF16);                                                             \
     }
 
-/* Returns 0, or -1 when the width is past what the kernel's buffers hold (use PyTorch). */
+/* Returns 0, or -1 when the width is past what the kernel's buffers hold or memory ran out (the
+ * caller then uses PyTorch). */
 int escx_window_attention(const void *qkv, void *out, const float *bias_t, const float *masks_t,
                           int64_t windows, int64_t nh, int64_t nw, int heads, int hd, float scale,
                           int bf16, int threads) {
