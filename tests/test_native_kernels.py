@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from escx import kernels
+from escx.backbones.norm import LayerNorm
 from escx.backbones.swin_layers import boundary_masks, shift_mask
 
 needs_kernels = pytest.mark.skipif(
@@ -132,3 +133,17 @@ def test_switched_off_kernels_decline_and_restore() -> None:
     with kernels.switched_off():
         assert kernels.layer_norm(x, weight, bias, 1e-5) is None
     assert kernels.layer_norm(x, weight, bias, 1e-5) is not None
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_layer_norm_module_is_nn_layer_norm(bias: bool) -> None:
+    torch.manual_seed(0)
+    mine = LayerNorm(45, bias=bias)
+    torch.nn.init.normal_(mine.weight)
+    plain = torch.nn.LayerNorm(45, bias=bias)
+    plain.load_state_dict(mine.state_dict())
+    x = torch.randn(2, 7, 45, requires_grad=True)
+    with torch.no_grad():
+        torch.testing.assert_close(mine(x), plain(x), rtol=1e-5, atol=1e-5)
+    mine(x).square().sum().backward()  # training takes PyTorch's kernel, with gradients
+    assert mine.weight.grad is not None and x.grad is not None

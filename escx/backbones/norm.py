@@ -18,7 +18,8 @@ class LayerNorm(nn.LayerNorm):
 
     def forward(self, x: Tensor) -> Tensor:
         """(..., C) -> (..., C)."""
-        if wants_fast_cpu_path(x) and len(self.normalized_shape) == 1 and self.weight is not None:
+        affine = self.weight is not None and self.bias is not None
+        if affine and len(self.normalized_shape) == 1 and wants_fast_cpu_path(x):
             out = kernels.layer_norm(x, self.weight, self.bias, self.eps)
             if out is not None:
                 return out
