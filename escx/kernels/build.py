@@ -1,6 +1,6 @@
 """Compile escx's C kernels on first use and load them with ctypes.
 
-The kernels are plain C (no Python or PyTorch headers), so a build takes about 3 s with the
+The kernels are plain C (no Python or PyTorch headers), so a build takes a few seconds with the
 system compiler (``$CC``, else ``cc``), and runs once per machine: the library is cached under
 ``$ESCX_CACHE_DIR`` (default ``~/.cache/escx``) in a folder named by a hash of the sources, the
 compiler and the CPU's feature flags (the build targets this CPU with ``-march=native``). Builds
