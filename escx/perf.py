@@ -40,7 +40,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-_state = {"fast": True, "allocator_tuned": False}
+_state = {"fast": True, "native_kernels": True, "allocator_tuned": False}
 
 # glibc mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
@@ -51,15 +51,30 @@ def fast_paths_enabled() -> bool:
     return _state["fast"]
 
 
+def native_kernels_enabled() -> bool:
+    """Whether :mod:`escx.kernels` may be used (where they are built; the fast path decides)."""
+    return _state["native_kernels"]
+
+
 @contextlib.contextmanager
-def straightforward() -> Iterator[None]:
-    """Run the plain PyTorch path (unfused linears, SDPA with a full mask) inside the block."""
-    previous = _state["fast"]
-    _state["fast"] = False
+def _switched_off(switch: str) -> Iterator[None]:
+    previous = _state[switch]
+    _state[switch] = False
     try:
         yield
     finally:
-        _state["fast"] = previous
+        _state[switch] = previous
+
+
+def straightforward() -> contextlib.AbstractContextManager[None]:
+    """Run the plain PyTorch path (unfused linears, SDPA with a full mask) inside the block."""
+    return _switched_off("fast")
+
+
+def without_native_kernels() -> contextlib.AbstractContextManager[None]:
+    """Run the fast path with PyTorch ops in place of :mod:`escx.kernels` inside the block (the
+    bench measures the kernels' share this way)."""
+    return _switched_off("native_kernels")
 
 
 def tune_cpu_allocator() -> bool:

@@ -5,7 +5,8 @@ called through :mod:`escx.kernels.ops`. They compute the same functions as the P
 they replace, to float rounding; tests compare the two.
 """
 
-from escx.kernels.build import switched_off, unavailable_reason
+from escx.kernels.build import unavailable_reason
 from escx.kernels.ops import layer_norm, window_attention
+from escx.perf import without_native_kernels as switched_off
 
 __all__ = ["layer_norm", "switched_off", "unavailable_reason", "window_attention"]

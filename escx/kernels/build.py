@@ -17,7 +17,6 @@ the same computation with PyTorch operations (slower, same function).
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import hashlib
 import logging
@@ -27,8 +26,9 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
+
+from escx.perf import native_kernels_enabled
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ SOURCES = ("window_attention.c", "layer_norm.c")
 HEADERS = ("common.h",)
 _HERE = Path(__file__).resolve().parent
 _lock = threading.Lock()
-_state: dict[str, object] = {"on": True}
+_state: dict[str, object] = {}
 
 
 def _flags() -> list[str]:
@@ -104,22 +104,11 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.escx_layer_norm.restype = i32
 
 
-@contextlib.contextmanager
-def switched_off() -> Iterator[None]:
-    """Use PyTorch ops instead of the kernels inside the block (the bench measures their share)."""
-    previous = _state["on"]
-    _state["on"] = False
-    try:
-        yield
-    finally:
-        _state["on"] = previous
-
-
 def library() -> ctypes.CDLL | None:
     """The loaded kernel library, building it if needed; None when unavailable (see
-    :func:`unavailable_reason`) or inside :func:`switched_off`. Thread-safe; the outcome of the
-    build is remembered for the process."""
-    return _loaded() if _state["on"] else None
+    :func:`unavailable_reason`) or inside :func:`escx.perf.without_native_kernels`. Thread-safe;
+    the outcome of the build is remembered for the process."""
+    return _loaded() if native_kernels_enabled() else None
 
 
 def unavailable_reason() -> str | None:

@@ -3,7 +3,7 @@
  * PyTorch's CPU LayerNorm handles ESC's narrow rows (45 to 384 channels) one row at a time with
  * scalar tails; with AVX-512 a row is a few masked 16-lane vectors here, about 2 to 4 times
  * faster at 45 channels. Without AVX-512 a portable loop does the same arithmetic.
- * Statistics are two-pass (mean, then the mean of squared deviations), as PyTorch's are.
+ * Statistics are two-pass: the mean, then the mean of squared deviations from it.
  */
 #include <math.h>
 
