@@ -13,7 +13,7 @@ SCALE ?= tiny
 DEVICES ?= 1
 BENCH_ARGS ?=
 
-.PHONY: help install test test-slow lint format bench data demo ablation-pretrain ablation-quantizer ablation-codebook clean
+.PHONY: help install test test-slow test-browser lint format bench data demo ablation-pretrain ablation-quantizer ablation-codebook clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ help: ## show this help
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install -c constraints.txt -e ".[dev,eval]"
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install escx with the torch constraint
@@ -31,6 +31,9 @@ test: $(STAMP) ## run the test suite (fast tests; slow ones: make test-slow)
 
 test-slow: $(STAMP) ## run only the slow tests
 	$(OFFLINE) $(BIN)/pytest -q -m slow
+
+test-browser: $(STAMP) ## run the report's headless-Chromium test (needs the chromium package)
+	$(OFFLINE) $(BIN)/pytest -q -m browser
 
 lint: $(STAMP) ## ruff check + format check
 	$(BIN)/ruff check escx tests benchmarks

@@ -63,7 +63,7 @@ def test_stream_prefix_utilisation_is_consistent(rows):
 def test_write_report(tmp_path, rows):
     extra = [*rows, {**rows[-1], "streams": 7, "pesq": float("nan"), "kbps": 10.5}]
     paths = write_report(extra, tmp_path / "report", "small codec", caption="on synthetic clips")
-    assert set(paths) == {"csv", "json", "md", "quality_plot", "usage_plot"}
+    assert set(paths) == {"csv", "json", "md", "quality_plot", "usage_plot", "html"}
     document = json.loads(paths["json"].read_text())
     assert document["title"] == "small codec" and document["rows"][-1]["pesq"] is None
     with paths["csv"].open() as file:

@@ -1,8 +1,9 @@
-"""``escx eval --model CKPT --data DIR [--streams 1-6] [-o OUTDIR] [--max-files N]``.
+"""``escx eval --model CKPT --data DIR [--streams 1-6] [-o OUTDIR] [--max-files N] [--listen N]``.
 
-Prints a per-bitrate table (PESQ-wb, STOI, SI-SDR, mel distance, bitrate utilisation, measured
-kbps, encode/decode real-time factor); with ``-o`` also writes results.csv, results.json,
-results.md and plots into OUTDIR.
+Prints a per-bitrate table (PESQ-wb, STOI, SI-SDR, mel distance, with the ``eval`` extra DNSMOS,
+ViSQOL and speaker similarity, bitrate utilisation, measured kbps, encode/decode real-time
+factor); with ``-o`` also writes results.csv, results.json, results.md, plots and report.html (a
+page with players for the first ``--listen`` clips, opening from disk) into OUTDIR.
 """
 
 from __future__ import annotations
@@ -20,10 +21,23 @@ def main(argv: list[str]) -> int:
     parser.add_argument("-o", "--output", default=None, help="folder for the report files")
     parser.add_argument("--max-files", type=int, default=None, help="use the first N files")
     parser.add_argument("--no-stoi", action="store_true", help="skip STOI (faster)")
+    parser.add_argument(
+        "--no-model-metrics",
+        action="store_true",
+        help="skip DNSMOS, ViSQOL and speaker similarity (about 1.5 s per clip and bitrate)",
+    )
+    parser.add_argument(
+        "--listen",
+        type=int,
+        default=4,
+        help="clips with players in report.html (default 4; metrics use every clip)",
+    )
     add_precision_argument(parser)
     args = parser.parse_args(argv)
     if args.max_files is not None and args.max_files < 1:
         raise CommandError(f"--max-files must be >= 1, got {args.max_files}")
+    if args.listen < 0:
+        raise CommandError(f"--listen must be >= 0, got {args.listen}")
     output = Path(args.output) if args.output else None
     if output is not None and not output.parent.is_dir():
         problem = "is not a directory" if output.parent.exists() else "does not exist"
@@ -35,6 +49,7 @@ def main(argv: list[str]) -> int:
     from escx.audio import find_audio_files
     from escx.evaluation import evaluate_codec, markdown_table, parse_streams, write_report
     from escx.evaluation.core import describe
+    from escx.evaluation.listening import Listening
 
     files = find_audio_files(args.data)
     if not files:
@@ -42,11 +57,24 @@ def main(argv: list[str]) -> int:
     files = files[: args.max_files]
     handle = load_codec(args.model, precision=args.precision)
     streams = parse_streams(args.streams, handle.codec.max_streams)
-    rows = evaluate_codec(handle, files, streams, progress=True, with_stoi=not args.no_stoi)
+    listening = None
+    if output is not None:
+        output.mkdir(exist_ok=True)
+        listening = Listening(output, handle.sample_rate, args.listen)
+    rows = evaluate_codec(
+        handle,
+        files,
+        streams,
+        progress=True,
+        with_stoi=not args.no_stoi,
+        with_models=not args.no_model_metrics,
+        listen=listening.bitrates(handle.kbps) if listening is not None else None,
+    )
     caption = describe(handle, args.data, rows)
     say(markdown_table(rows, caption), end="")
     if output is not None:
         title = f"{Path(args.model).name} on {Path(args.data).name or args.data}"
-        paths = write_report(rows, output, title, caption)
+        paths = write_report(rows, output, title, caption, listening=listening)
         say(f"wrote {', '.join(p.name for p in paths.values())} to {output}")
+        say(f"listening report: {paths['html']}")
     return 0

@@ -2,9 +2,11 @@
 
 For every stream count ``s``, each clip is encoded at ``s`` streams, packed into an ``.escx``
 file in memory (its size gives the real bitrate, container overhead included) and decoded. Per-clip
-PESQ-wb, STOI, SI-SDR and mel distance are averaged over clips; codebook utilisation is ESC's
-bitrate utilisation from one code histogram over the whole set; encode and decode speed are real-
-time factors (compute seconds / audio seconds, median over clips).
+PESQ-wb, STOI, SI-SDR and mel distance, and with the ``eval`` extra DNSMOS, ViSQOL and speaker
+similarity, are averaged over clips; codebook utilisation is ESC's bitrate utilisation from one
+code histogram over the whole set; encode and decode speed are real-time factors (compute seconds /
+audio seconds, median over clips). A ``listen`` callback receives the original and decoded audio
+of every clip (the listening report keeps a few).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,14 @@ from tqdm import tqdm
 
 from escx.api import CodecHandle
 from escx.codecs.base import Codec
-from escx.metrics import CodebookUsage, speech_quality_metrics
+from escx.metrics import CodebookUsage, model_quality_metrics, speech_quality_metrics
+from escx.metrics.models import MODEL_COLUMNS
 
 logger = logging.getLogger(__name__)
 
 Clip = str | os.PathLike | Tensor
+# listen(clip index, clip name, stream count or None for the original, audio (L,))
+ClipSink = Callable[[int, str, int | None, Tensor], None]
 
 
 def parse_streams(spec: str | Sequence[int] | None, max_streams: int) -> list[int]:
@@ -89,6 +94,8 @@ def evaluate_codec(
     streams: Sequence[int] | None = None,
     progress: bool = False,
     with_stoi: bool = True,
+    with_models: bool = True,
+    listen: ClipSink | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluate ``model`` on ``files`` at each stream count.
 
@@ -97,14 +104,20 @@ def evaluate_codec(
         files: audio paths (read at the codec rate, mono) or (L,) tensors at the codec rate.
         streams: stream counts to test (default: all).
         progress: show a progress bar on stderr.
-        with_stoi: also compute STOI (the slowest metric).
+        with_stoi: also compute STOI (the slowest of the signal metrics).
+        with_models: also compute the model-based metrics that are installed (DNSMOS, ViSQOL,
+            speaker similarity: the ``eval`` extra); about 1.5 s per clip and bitrate.
+        listen: called with each clip's original (stream count None) and its decoding at each
+            stream count, e.g. a :class:`~escx.evaluation.listening.Listening` recorder.
 
     Returns:
         One dict per stream count with keys ``streams``, ``kbps`` (nominal), ``kbps_measured``,
         ``pesq``, ``stoi``, ``sisdr``, ``mel_distance``, ``bitrate_utilization``,
         ``codebook_usage`` (fraction of entries used, mean over codebooks),
         ``codebook_utilization`` (per stream and group, a list of lists), ``encode_rtf``,
-        ``decode_rtf``, ``files`` and ``seconds``. A metric that no clip could score is None.
+        ``decode_rtf``, ``files`` and ``seconds``; with ``with_models`` also those of
+        ``dnsmos_sig``, ``dnsmos_bak``, ``dnsmos_ovrl``, ``visqol`` and ``speaker_sim`` whose
+        packages are installed. A metric that no clip could score is None.
     """
     handle = model if isinstance(model, CodecHandle) else CodecHandle(model)
     codec, rate = handle.codec, handle.sample_rate
@@ -112,6 +125,9 @@ def evaluate_codec(
     if not files:
         raise ValueError("no files to evaluate")
     quality = {s: speech_quality_metrics(rate, with_stoi=with_stoi) for s in streams}
+    if with_models:
+        for s in streams:
+            quality[s].add_metrics(dict(model_quality_metrics(rate).items()))
     usage = {
         s: CodebookUsage(codec.max_streams, codec.num_groups, codec.codebook_size) for s in streams
     }
@@ -121,14 +137,18 @@ def evaluate_codec(
     seconds = 0.0
     # Warm-up: the first call pays one-off costs (allocator, kernel selection) that are not speed.
     handle.decode(handle.encode(torch.zeros(rate), n_streams=streams[-1]), rate)
-    for clip in tqdm(files, disable=not progress, unit="file", desc="eval"):
-        audio, _ = _load(clip, rate)
+    for index, clip in enumerate(tqdm(files, disable=not progress, unit="file", desc="eval")):
+        audio, name = _load(clip, rate)
         length, duration = audio.shape[-1], audio.shape[-1] / rate
         seconds += duration
+        if listen is not None:
+            listen(index, name, None, audio)
         for s in streams:
             codes, t_enc = _timed(handle.encode, audio, n_streams=s)
             bits[s] += 8 * len(handle.pack(codes[0], length))
             decoded, t_dec = _timed(handle.decode, codes, length)
+            if listen is not None:
+                listen(index, name, s, decoded[0])
             quality[s].update(decoded, audio[None])
             usage[s].update(codes)
             enc_rtf[s].append(t_enc / duration)
@@ -153,6 +173,7 @@ def evaluate_codec(
                 "stoi": _nan_to_none(scores.get("stoi", math.nan)),
                 "sisdr": _nan_to_none(scores.get("sisdr", math.nan)),
                 "mel_distance": _nan_to_none(scores.get("mel_distance", math.nan)),
+                **{k: _nan_to_none(scores[k]) for k in MODEL_COLUMNS if k in scores},
                 "bitrate_utilization": float(usage[s].bitrate_utilization(s)),
                 "codebook_usage": float(stats["usage"]),
                 "codebook_utilization": per_codebook,

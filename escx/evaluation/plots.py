@@ -17,6 +17,9 @@ PANELS = [
     ("stoi", "STOI"),
     ("sisdr", "SI-SDR (dB)"),
     ("mel_distance", "mel distance"),
+    ("dnsmos_ovrl", "DNSMOS OVRL"),
+    ("visqol", "ViSQOL MOS-LQO"),
+    ("speaker_sim", "speaker similarity"),
     ("bitrate_utilization", "bitrate utilisation"),
     ("encode_rtf", "real-time factor"),
 ]

@@ -9,7 +9,10 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from escx.evaluation.listening import Listening
 
 # (key, Markdown header, format) of the table columns, in order.
 COLUMNS: list[tuple[str, str, str]] = [
@@ -19,32 +22,44 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("stoi", "STOI ↑", "{:.3f}"),
     ("sisdr", "SI-SDR (dB) ↑", "{:.2f}"),
     ("mel_distance", "mel dist. ↓", "{:.3f}"),
+    ("dnsmos_sig", "DNSMOS SIG ↑", "{:.2f}"),
+    ("dnsmos_bak", "DNSMOS BAK ↑", "{:.2f}"),
+    ("dnsmos_ovrl", "DNSMOS OVRL ↑", "{:.2f}"),
+    ("visqol", "ViSQOL ↑", "{:.2f}"),
+    ("speaker_sim", "speaker sim. ↑", "{:.3f}"),
     ("bitrate_utilization", "bitrate util. ↑", "{:.1%}"),
     ("encode_rtf", "encode RTF", "{:.3f}"),
     ("decode_rtf", "decode RTF", "{:.3f}"),
 ]
 
 
-def _cell(value: Any, fmt: str) -> str:
+def format_cell(value: Any, fmt: str) -> str:
+    """A table cell: ``fmt`` applied to the value, or ``n/a`` for None and NaN."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return fmt.format(value)
 
 
-def markdown_table(rows: Sequence[dict[str, Any]], caption: str | None = None) -> str:
-    """A Markdown table with one line per bitrate, followed by an optional caption line.
+def table_columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """(key, header, format) of the columns a table of ``rows`` shows, in order.
 
-    Text-valued keys (such as an ablation's ``variant``) become leading columns.
+    Text-valued keys (such as an ablation's ``variant``) become leading columns; then every
+    :data:`COLUMNS` entry that some row has.
     """
     labels = [k for k in (rows[0] if rows else {}) if isinstance(rows[0][k], str)]
     columns = [(k, k, "{}") for k in labels]
-    columns += [c for c in COLUMNS if any(c[0] in row for row in rows)]
+    return columns + [c for c in COLUMNS if any(c[0] in row for row in rows)]
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], caption: str | None = None) -> str:
+    """A Markdown table with one line per bitrate, followed by an optional caption line."""
+    columns = table_columns(rows)
     lines = [
         "| " + " | ".join(header for _, header, _ in columns) + " |",
         "|" + "|".join("---:" for _ in columns) + "|",
     ]
     for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(k), f) for k, _, f in columns) + " |")
+        lines.append("| " + " | ".join(format_cell(row.get(k), f) for k, _, f in columns) + " |")
     if caption:
         lines += ["", f"*{caption}*"]
     return "\n".join(lines) + "\n"
@@ -88,6 +103,8 @@ def write_report(
     title: str,
     caption: str | None = None,
     plots: bool = True,
+    listening: Listening | None = None,
+    page: bool = True,
 ) -> dict[str, Path]:
     """Write an evaluation report.
 
@@ -99,9 +116,12 @@ def write_report(
         title: heading of results.md and the plots (e.g. the model name).
         caption: line under the table naming the model and the data.
         plots: also draw quality_vs_bitrate.png and codebook_usage.png.
+        listening: the players' audio and spectrograms recorded during the evaluation (already
+            in ``out_dir``), shown on the page.
+        page: also write report.html (table, plots, players), which opens from disk.
 
     Returns:
-        Paths of the written files by kind: ``csv``, ``json``, ``md`` and the plots.
+        Paths of the written files by kind: ``csv``, ``json``, ``md``, the plots and ``html``.
     """
     out = Path(out_dir)
     if not out.parent.is_dir():
@@ -129,4 +149,9 @@ def write_report(
         usage = plot_codebook_usage(rows, out / "codebook_usage.png", title)
         if usage is not None:
             paths["usage_plot"] = usage
+    if page:
+        from escx.evaluation.page import write_page
+
+        images = [paths[k] for k in ("quality_plot", "usage_plot") if k in paths]
+        paths["html"] = write_page(out, title, rows, caption, images, listening)
     return paths

@@ -34,16 +34,20 @@ class ClipAverageMetric(Metric):
 
     Subclasses implement :meth:`clip_scores`. ``compute`` returns NaN when no clip was valid;
     the number of dropped clips is kept in the ``dropped`` state (for logging or warnings).
+    A subclass that scores several things per clip (DNSMOS: SIG, BAK, OVRL) names them in
+    ``score_names``; its ``clip_scores`` returns ``(B, K)`` and ``compute`` a dict by name.
     """
 
     full_state_update = False
     is_differentiable = False
+    score_names: tuple[str, ...] = ()
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         # float32 rather than float64 so the metric also moves to devices without float64 (MPS);
         # relative rounding of a sum of 1e4 scores is ~1e-7.
-        self.add_state("score_sum", torch.tensor(0.0), dist_reduce_fx="sum")
+        shape = (len(self.score_names),) if self.score_names else ()
+        self.add_state("score_sum", torch.zeros(shape), dist_reduce_fx="sum")
         self.add_state("clips", torch.tensor(0), dist_reduce_fx="sum")
         self.add_state("dropped", torch.tensor(0), dist_reduce_fx="sum")
 
@@ -55,7 +59,8 @@ class ClipAverageMetric(Metric):
             target: reference audio ``(B, L)``.
 
         Returns:
-            ``(B,)`` scores; NaN for a clip that cannot be scored.
+            ``(B,)`` scores (``(B, K)`` with ``K`` score names); NaN for a clip that cannot be
+            scored.
         """
         raise NotImplementedError
 
@@ -74,31 +79,50 @@ class ClipAverageMetric(Metric):
             )
         preds, target = preds.detach(), target.detach()
         finite = (torch.isfinite(preds).all(-1) & torch.isfinite(target).all(-1)).cpu()
-        scores = torch.full((preds.shape[0],), math.nan)
+        scores = torch.full((preds.shape[0], *self.score_sum.shape), math.nan)
         if finite.any():
             index = finite.to(preds.device)
             scores[finite] = self.clip_scores(preds[index], target[index]).float().cpu()
-        dropped = torch.isnan(scores) & finite
-        self.score_sum += scores[~dropped].sum().to(self.score_sum.device)
+        per_clip = scores.view(scores.shape[0], -1)
+        dropped = torch.isnan(per_clip).any(-1) & finite
+        self.score_sum += scores[~dropped].sum(0).to(self.score_sum.device)
         self.clips += int((~dropped).sum())
         self.dropped += int(dropped.sum())
 
-    def compute(self) -> Tensor:
-        """Mean score over valid clips (NaN if there were none)."""
+    def compute(self) -> Tensor | dict[str, Tensor]:
+        """Mean score over valid clips (NaN if there were none); a dict with ``score_names``."""
         if self.dropped > 0:
             rank_zero_warn(
                 f"{type(self).__name__} dropped {int(self.dropped)} of "
                 f"{int(self.dropped + self.clips)} clips it cannot score (e.g. silent or too short)"
             )
         if self.clips == 0:
-            return torch.tensor(math.nan, device=self.score_sum.device)
-        return self.score_sum / self.clips
+            mean = torch.full_like(self.score_sum, math.nan)
+        else:
+            mean = self.score_sum / self.clips
+        if self.score_names:
+            return dict(zip(self.score_names, mean.unbind(), strict=True))
+        return mean
+
+
+def resample_clips(audio: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
+    """Resample ``(..., L)`` float audio from ``rate`` to ``target_rate`` (polyphase), float32."""
+    if rate == target_rate:
+        return audio.astype(np.float32, copy=False)
+    gcd = math.gcd(rate, target_rate)
+    return resample_poly(audio, target_rate // gcd, rate // gcd, axis=-1).astype(np.float32)
 
 
 def _to_numpy(x: Tensor) -> np.ndarray:
     return x.detach().float().cpu().numpy()
 
 
+# Why not torchmetrics' PerceptualEvaluationSpeechQuality / ShortTimeObjectiveIntelligibility:
+# both call the same `pesq` / `pystoi` functions, but they raise on a clip the library cannot
+# score (silent or too-short reference) and average every clip they get, while escx drops such
+# clips and counts them (`dropped`), scores a silent output as the worst PESQ rather than failing,
+# and treats pystoi's "not enough frames" fallback (1e-5) as no score. Their wrappers would need
+# all of this around them, per clip, so these classes call the libraries directly.
 class PESQWideband(ClipAverageMetric):
     """Wide-band PESQ (P.862.2, ``pesq`` package), the main ESC metric; higher is better.
 
@@ -118,12 +142,8 @@ class PESQWideband(ClipAverageMetric):
         self.sample_rate = sample_rate
 
     def clip_scores(self, preds: Tensor, target: Tensor) -> Tensor:
-        ref, deg = _to_numpy(target), _to_numpy(preds)
-        if self.sample_rate != PESQ_SAMPLE_RATE:
-            gcd = math.gcd(self.sample_rate, PESQ_SAMPLE_RATE)
-            up, down = PESQ_SAMPLE_RATE // gcd, self.sample_rate // gcd
-            ref = resample_poly(ref, up, down, axis=-1).astype(np.float32)
-            deg = resample_poly(deg, up, down, axis=-1).astype(np.float32)
+        ref = resample_clips(_to_numpy(target), self.sample_rate, PESQ_SAMPLE_RATE)
+        deg = resample_clips(_to_numpy(preds), self.sample_rate, PESQ_SAMPLE_RATE)
         return torch.tensor([_pesq_score(r, d) for r, d in zip(ref, deg, strict=True)])
 
 

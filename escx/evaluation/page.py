@@ -1,0 +1,143 @@
+"""report.html: the evaluation as a page that opens from disk, with players to listen.
+
+The page is one HTML file beside its images and audio (relative links, inline CSS, no script, no
+server): the summary table of every metric, the plots, and one listening table per grid (one row
+per clip; original and each bitrate or variant side by side, each a player over its spectrogram).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from escx.evaluation.listening import Listening
+from escx.evaluation.report import COLUMNS, format_cell, table_columns
+from escx.metrics.models import INSTALL_HINT, MODEL_COLUMNS
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width: 110em; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; } h3 { font-size: 1em; }
+p.caption, p.note { color: #555; font-size: 0.9em; max-width: 70em; }
+table { border-collapse: collapse; font-size: 0.88em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.55em; }
+table.summary td { text-align: right; font-variant-numeric: tabular-nums; }
+table.summary th { background: #f2f2f2; }
+table.listen td { vertical-align: top; width: 15em; }
+table.listen th.clip { text-align: left; font-weight: normal; max-width: 12em;
+  word-break: break-all; }
+audio { width: 100%; min-width: 13em; display: block; }
+td img.spectrogram { width: 100%; height: 8em; display: block; margin-top: 0.25em; }
+img.plot { max-width: 100%; border: 1px solid #eee; }
+"""
+
+
+def _summary(rows: Sequence[dict[str, Any]]) -> list[str]:
+    columns = table_columns(rows)
+    head = "".join(f"<th>{escape(header)}</th>" for _, header, _ in columns)
+    body = [
+        "<tr>" + "".join(f"<td>{escape(format_cell(row.get(k), f))}</td>" for k, _, f in columns)
+        for row in rows
+    ]
+    return [
+        '<table class="summary">',
+        f"<thead><tr>{head}</tr></thead>",
+        "<tbody>",
+        *[line + "</tr>" for line in body],
+        "</tbody></table>",
+    ]
+
+
+def _listening(listening: Listening) -> list[str]:
+    lines = []
+    for grid in listening.grids.values():
+        if len(listening.grids) > 1:
+            lines.append(f"<h3>{escape(grid.title)}</h3>")
+        head = "".join(f"<th>{escape(c)}</th>" for c in grid.columns)
+        lines += [
+            '<table class="listen">',
+            f'<thead><tr><th class="clip">clip</th>{head}</tr></thead>',
+            "<tbody>",
+        ]
+        for row in grid.rows.values():
+            cells = []
+            for column in grid.columns:
+                cell = row.cells.get(column)
+                if cell is None:
+                    cells.append("<td>n/a</td>")
+                    continue
+                label = escape(f"{row.name}, {column}")
+                cells.append(
+                    f'<td><audio controls preload="metadata" src="{escape(cell.audio)}" '
+                    f'data-seconds="{cell.seconds:.6f}"></audio>'
+                    f'<img class="spectrogram" src="{escape(cell.image)}" '
+                    f'alt="spectrogram: {label}"></td>'
+                )
+            name = f"{escape(row.name)}<br>{row.seconds:.2f} s"
+            lines.append(f'<tr><th class="clip">{name}</th>{"".join(cells)}</tr>')
+        lines.append("</tbody></table>")
+    return lines
+
+
+def write_page(
+    out_dir: str | os.PathLike,
+    title: str,
+    rows: Sequence[dict[str, Any]],
+    caption: str | None = None,
+    images: Sequence[Path] = (),
+    listening: Listening | None = None,
+) -> Path:
+    """Write ``out_dir/report.html``; ``images`` and the listening files must lie in ``out_dir``.
+
+    Args:
+        out_dir: the report folder.
+        title: page heading.
+        rows: the summary table's rows (one per bitrate, or per variant and bitrate).
+        caption: a line under the heading naming the model and the data.
+        images: plots to show, in order.
+        listening: players recorded during the evaluation; None for a page without them.
+
+    Returns:
+        The path of report.html.
+    """
+    out = Path(out_dir)
+    missing = [
+        header.rstrip(" ↑")
+        for key, header, _ in COLUMNS
+        if key in MODEL_COLUMNS and not any(key in row for row in rows)
+    ]
+    lines = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+    ]
+    if caption:
+        lines.append(f'<p class="caption">{escape(caption)}</p>')
+    lines += ["<h2>Summary</h2>", *_summary(rows)]
+    if missing:
+        lines.append(
+            f'<p class="note">Not computed: {escape(", ".join(missing))} (the '
+            f"<code>eval</code> extra adds them: <code>{escape(INSTALL_HINT)}</code>).</p>"
+        )
+    if listening is not None and listening.grids:
+        shown = max(len(g.rows) for g in listening.grids.values())
+        total = rows[0].get("files", shown) if rows else shown
+        lines += [
+            "<h2>Listen</h2>",
+            f'<p class="note">Players for {shown} of {total} clips (all clips are in the '
+            "metrics). Spectrograms share one dB scale (magma: dark is quiet).</p>",
+            *_listening(listening),
+        ]
+    if images:
+        lines.append("<h2>Plots</h2>")
+        for image in images:
+            name = Path(image).name
+            lines.append(f'<p><img class="plot" src="{escape(name)}" alt="{escape(name)}"></p>')
+    lines.append("</body></html>")
+    path = out / "report.html"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
