@@ -28,6 +28,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--eval-files", type=int, default=16, help="validation files evaluated")
     parser.add_argument("--out", default=None, help="default: results/ablation-STUDY")
     parser.add_argument(
+        "--listen", type=int, default=4, help="clips with players in report.html (default 4)"
+    )
+    parser.add_argument(
         "--config",
         action="append",
         default=[],
@@ -38,8 +41,11 @@ def main(argv: list[str]) -> int:
         args.steps = default_steps(args.study, args.scale)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
+    if args.listen < 0:
+        parser.error("--listen must be >= 0")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     out = run_study(args)
     say((out / "results.md").read_text())
     say(f"results: {out}")
+    say(f"listening report: {out / 'report.html'}")
     return 0

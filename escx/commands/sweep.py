@@ -19,6 +19,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--name", default=None, help="sweep name (default: the file name)")
     parser.add_argument("--out", type=Path, default=None, help="default: runs/sweeps/NAME")
     parser.add_argument("--seed", type=int, default=0, help="random-search seed")
+    parser.add_argument(
+        "--listen", type=int, default=4, help="clips with players in report.html (0: no page)"
+    )
+    parser.add_argument(
+        "--listen-data",
+        type=Path,
+        default=None,
+        help="clips for report.html (default: the runs' validation folder)",
+    )
+    parser.add_argument("--eval-files", type=int, default=8, help="clips evaluated for the page")
     args, extra = parser.parse_known_args(argv)
     if args.count is not None and args.count < 1:
         raise CommandError("--count must be at least 1")
@@ -44,4 +54,30 @@ def main(argv: list[str]) -> int:
     say()
     say(sweep.table())
     say(f"\nresults: {path}")
+    if args.listen > 0:
+        page = _listening_page(sweep, args)
+        if page is not None:
+            say(f"listening report: {page}")
     return 0 if any(r.returncode == 0 for r in sweep.runs) else 1
+
+
+def _listening_page(sweep: LocalSweep, args) -> Path | None:
+    """report.html comparing the finished runs on the same clips (None when nothing to compare)."""
+    from escx.audio import find_audio_files
+    from escx.experiments.compare import compare_runs, run_data
+
+    done = [r for r in sweep.ranked() if (r.root / "checkpoints" / "last.ckpt").is_file()]
+    data = args.listen_data or next(filter(None, (run_data(r.root) for r in done)), None)
+    if not done or data is None:
+        say("no listening report: no finished run or no clips (pass --listen-data DIR)")
+        return None
+    files = find_audio_files(data)[: max(args.eval_files, 1)]
+    if not files:
+        say(f"no listening report: no audio files under {data}")
+        return None
+    runs = [(r.root.name, r.root / "checkpoints" / "last.ckpt") for r in done]
+    caption = (
+        f"Sweep {sweep.name}, runs ranked by {sweep.metric}, each at its highest bitrate on the "
+        f"first {len(files)} files of {data}."
+    )
+    return compare_runs(runs, files, sweep.out_dir, f"sweep: {sweep.name}", caption, args.listen)

@@ -7,7 +7,9 @@ write one comparison report.
 (k-means initialisation, dead-entry restarts, EMA updates). Each runs
 ``escx fit`` for each variant (so every run is an ordinary, resumable escx run with its config
 saved), group the W&B runs under one group, then evaluate each final checkpoint with the same
-code as ``escx eval`` and write ``results/<study>/``: results.csv / .json / .md, plots, configs.
+code as ``escx eval`` and write ``results/<study>/``: results.csv / .json / .md, plots, configs,
+and report.html, where the variants are heard side by side on the same clips (one row per clip,
+one column per variant, at the lowest and the highest bitrate).
 """
 
 from __future__ import annotations
@@ -147,6 +149,9 @@ def run_study(args: argparse.Namespace) -> Path:
 
     from escx.api import load_codec
     from escx.audio import find_audio_files
+    from escx.evaluation.core import evaluate_codec
+    from escx.evaluation.listening import Listening
+    from escx.evaluation.page import write_page
     from escx.evaluation.report import write_report
 
     out = Path(args.out or f"results/ablation-{args.study}")
@@ -159,21 +164,26 @@ def run_study(args: argparse.Namespace) -> Path:
         )
     rows: list[dict[str, Any]] = []
     (out / "configs").mkdir(exist_ok=True)
+    listening = None
     for variant in variants:
         root, ckpt = train_variant(variant, args, out, f"ablation-{args.study}")
         shutil.copy(root / "config.yaml", out / "configs" / f"{variant.name}.yaml")
         handle = load_codec(ckpt)
         params = sum(p.numel() for p in handle.codec.parameters())
         summary = json.loads((root / "metrics.json").read_text())
-        from escx.evaluation.core import evaluate_codec
-
+        if listening is None:
+            listening = Listening(out, handle.sample_rate, getattr(args, "listen", 4))
+        extremes = sorted({1, handle.codec.max_streams})
+        listen = listening.variant(variant.name, handle.kbps, extremes)
         torch.manual_seed(args.seed)
-        for row in evaluate_codec(handle, val_files, progress=True):
+        for row in evaluate_codec(handle, val_files, progress=True, listen=listen):
             rows.append({"variant": variant.name, "params": params,
                          "steps": summary.get("batches_seen"), **row})  # fmt: skip
     caption = _caption(args, rows)
-    write_report(rows, out, f"ablation: {args.study}", caption, plots=False)
-    _plots(rows, out, args.study)
+    title = f"ablation: {args.study}"
+    write_report(rows, out, title, caption, plots=False, page=False)
+    images = _plots(rows, out, args.study)
+    write_page(out, title, rows, caption, images, listening)
     return out
 
 
@@ -193,18 +203,24 @@ def _caption(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
     )
 
 
-def _plots(rows: list[dict[str, Any]], out: Path, study: str) -> None:
+def _plots(rows: list[dict[str, Any]], out: Path, study: str) -> list[Path]:
+    """Quality against bitrate and bitrate utilisation, one line per variant; returns paths."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     metrics = [("pesq", "PESQ-wb"), ("mel_distance", "mel distance"), ("sisdr", "SI-SDR (dB)")]
+    metrics += [
+        (key, label)
+        for key, label in (("dnsmos_ovrl", "DNSMOS OVRL"), ("visqol", "ViSQOL"))
+        if any(r.get(key) is not None for r in rows)
+    ]
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2))
     for ax, (key, label) in zip(axes, metrics, strict=True):
         for name in variants:
-            mine = [r for r in rows if r["variant"] == name and r[key] is not None]
+            mine = [r for r in rows if r["variant"] == name and r.get(key) is not None]
             ax.plot([r["kbps"] for r in mine], [r[key] for r in mine], marker="o", label=name)
         ax.set_xlabel("kbps")
         ax.set_title(label)
@@ -228,3 +244,4 @@ def _plots(rows: list[dict[str, Any]], out: Path, study: str) -> None:
     fig.tight_layout()
     fig.savefig(out / "codebook_utilization.png", dpi=100)
     plt.close(fig)
+    return [out / "quality_vs_bitrate.png", out / "codebook_utilization.png"]
