@@ -1,0 +1,113 @@
+"""report.html of ``escx eval``: written through the console script, read back with html.parser
+and loaded in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from browser import Browser, find_chromium
+from report_pages import parse_report
+from tools_fixtures import SAMPLE_RATE, make_checkpoint, speech_like, write_wav
+
+from escx.evaluation.page import write_page
+from escx.evaluation.report import COLUMNS, format_cell
+from escx.metrics.models import MODEL_COLUMNS, missing_model_columns
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+LENGTHS = {"a.wav": 16_000, "b.wav": 20_000, "c.wav": 12_000}  # samples; sorted file order
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    """``escx eval --streams 1,6 --listen 2`` on three clips, run as a user runs it."""
+    root = tmp_path_factory.mktemp("eval")
+    model = make_checkpoint(root / "small.ckpt")
+    for index, (name, length) in enumerate(LENGTHS.items()):
+        write_wav(root / "data" / name, speech_like(length, seed=index))
+    out = root / "out"
+    escx = Path(sys.executable).parent / "escx"
+    args = ["eval", "--model", model, "--data", root / "data", "--streams", "1,6"]
+    done = subprocess.run(
+        [escx, *map(str, args), "-o", str(out), "--listen", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"listening report: {out / 'report.html'}" in done.stdout
+    return out / "report.html"
+
+
+def test_page_shows_every_metric_of_every_bitrate(report):
+    page = parse_report(report)
+    rows = json.loads((report.parent / "results.json").read_text())["rows"]
+    summary = next(t for t in page.tables if t.cls == "summary")
+    columns = [c for c in COLUMNS if any(c[0] in row for row in rows)]
+    assert summary.header == [header for _, header, _ in columns]
+    if not missing_model_columns():  # the eval extra is installed: its columns are shown
+        assert {k for k, _, _ in columns} >= set(MODEL_COLUMNS)
+    assert len(summary.rows) == len(rows) == 2
+    for cells, row in zip(summary.rows, rows, strict=True):
+        assert [c["text"] for c in cells] == [format_cell(row.get(k), f) for k, _, f in columns]
+    assert [row["kbps"] for row in rows] == [1.5, 9.0]
+    plots = {Path(image["src"]).name for image in page.images if "plot" in image.get("class", "")}
+    assert plots == {"quality_vs_bitrate.png", "codebook_usage.png"}
+
+
+def test_players_hold_the_clips_at_every_bitrate(report):
+    page = parse_report(report)
+    (listen,) = [t for t in page.tables if t.cls == "listen"]
+    assert listen.header == ["clip", "original", "1.5 kbps", "9 kbps"]
+    assert len(listen.rows) == 2  # --listen 2 of 3 clips; the metrics used all 3
+    for (name, length), row in zip(LENGTHS.items(), listen.rows, strict=False):
+        assert row[0]["text"].startswith(name)
+        source, _ = sf.read(report.parent.parent / "data" / name, dtype="float32")
+        for cell in row[1:]:
+            (audio,) = cell["audio"]
+            (image,) = cell["img"]
+            assert "controls" in audio
+            played, rate = sf.read(report.parent / audio["src"], dtype="float32")
+            assert rate == SAMPLE_RATE and played.shape == (length,)
+            assert float(audio["data-seconds"]) == pytest.approx(length / SAMPLE_RATE)
+            assert (report.parent / image["src"]).read_bytes()[:8] == PNG_MAGIC
+        original, _ = sf.read(report.parent / row[1]["audio"][0]["src"], dtype="float32")
+        np.testing.assert_allclose(original, source, atol=1 / 32768)
+    srcs = [a["src"] for a in page.audios]
+    assert len(srcs) == len(set(srcs)) == 6
+
+
+def test_page_names_the_columns_the_missing_extra_would_add(tmp_path):
+    rows = [{"kbps": 1.5, "pesq": 2.0, "files": 1}]
+    html = write_page(tmp_path, "no extra", rows).read_text()
+    assert "Not computed: DNSMOS SIG, DNSMOS BAK, DNSMOS OVRL, ViSQOL, speaker sim." in html
+    assert "[eval]" in html and "<audio" not in html
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(find_chromium() is None, reason="needs chromium (apt-get install chromium)")
+def test_page_plays_in_headless_chromium(report, tmp_path):
+    with Browser(tmp_path / "profile") as browser:
+        browser.open(report.as_uri())
+        ready = browser.wait_for(
+            "[...document.querySelectorAll('audio')].every(a => a.readyState >= 1)"
+        )
+        durations = browser.evaluate(
+            "[...document.querySelectorAll('audio')].map(a => [a.src.split('/').pop(), "
+            "a.readyState, a.duration])"
+        )
+        widths = browser.evaluate("[...document.images].map(i => [i.src, i.naturalWidth])")
+        shot = browser.screenshot(tmp_path / "report.png")
+    assert ready, durations
+    assert len(durations) == 6
+    for name, state, seconds in durations:
+        clip = f"{'abc'[int(name[4:6]) - 1]}.wav"  # clip01-... is a.wav
+        assert state >= 1 and seconds == pytest.approx(LENGTHS[clip] / SAMPLE_RATE, abs=1e-3)
+    assert len(widths) == 8 and all(width > 0 for _, width in widths), widths
+    assert browser.errors == []
+    assert shot.read_bytes()[:8] == PNG_MAGIC and shot.stat().st_size > 10_000
