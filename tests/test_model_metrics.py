@@ -126,3 +126,17 @@ def test_without_the_extra_one_line_names_the_missing_columns(monkeypatch, caplo
     (record,) = caplog.records  # once per process, not per bitrate
     assert "visqol, speaker_sim" in record.getMessage()
     assert '".[eval]"' in record.getMessage()
+
+
+def test_speaker_similarity_scores_outputs_without_voice(clips):
+    # Resemblyzer's voice detector removes all of a noise-like output; embedding that empty signal
+    # would give every such output the same score. They are embedded whole instead.
+    clean, noisy = clips
+    generator = torch.Generator().manual_seed(1)
+    hum = 0.1 * torch.sin(torch.arange(clean.numel()) * 2 * math.pi * 100 / 16000)
+    scores = []
+    for preds in (0.1 * torch.randn(clean.shape, generator=generator), hum):
+        _, score = _score(SpeakerSimilarity, preds, clean)
+        scores.append(score.item())
+    _, speech = _score(SpeakerSimilarity, noisy, clean)
+    assert max(scores) < speech.item() and abs(scores[0] - scores[1]) > 1e-3

@@ -18,6 +18,7 @@ from torch import Tensor
 from escx.metrics.audio import ClipAverageMetric
 
 SPEAKER_SAMPLE_RATE = 16000  # resemblyzer's rate; it resamples other rates itself
+MIN_SAMPLES = 1600  # 0.1 s at 16 kHz: less than this after silence removal is no voice
 
 
 @functools.cache
@@ -36,10 +37,27 @@ def voice_encoder():  # -> resemblyzer.VoiceEncoder
     return _resemblyzer().VoiceEncoder("cpu", verbose=False)
 
 
-def speaker_embedding(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Unit-norm ``(256,)`` embedding of one clip ``(L,)``, after resemblyzer's own
-    preprocessing (resampling, loudness normalisation, removal of long silences)."""
-    wav = _resemblyzer().preprocess_wav(audio.astype(np.float32), source_sr=sample_rate)
+def speaker_embedding(audio: np.ndarray, sample_rate: int, keep_unvoiced: bool = False):
+    """Unit-norm ``(256,)`` embedding of one clip ``(L,)`` after resemblyzer's own preprocessing
+    (resampling, loudness normalisation, removal of long silences by its voice detector).
+
+    Returns None when the voice detector leaves no audio, unless ``keep_unvoiced``: then the clip
+    is embedded without silence removal. A reconstruction that no longer sounds like speech must
+    still be scored (low), not embedded as an empty signal, whose embedding is the same for every
+    input and would give every such output the same similarity.
+    """
+    module = _resemblyzer()
+    wav = module.preprocess_wav(audio.astype(np.float32), source_sr=sample_rate)
+    if wav.size < MIN_SAMPLES:
+        if not keep_unvoiced:
+            return None
+        from librosa import resample
+
+        params = module.hparams
+        wav = resample(
+            audio.astype(np.float32), orig_sr=sample_rate, target_sr=params.sampling_rate
+        )
+        wav = module.audio.normalize_volume(wav, params.audio_norm_target_dBFS, increase_only=True)
     return voice_encoder().embed_utterance(wav)
 
 
@@ -66,7 +84,11 @@ class SpeakerSimilarity(ClipAverageMetric):
             if not (np.any(p) and np.any(t)):
                 scores.append(float("nan"))
                 continue
-            a, b = speaker_embedding(p, self.sample_rate), speaker_embedding(t, self.sample_rate)
+            b = speaker_embedding(t, self.sample_rate)
+            if b is None:  # no voice in the reference: nothing to compare with
+                scores.append(float("nan"))
+                continue
+            a = speaker_embedding(p, self.sample_rate, keep_unvoiced=True)
             # Embeddings are unit-norm already; dividing keeps the value a cosine regardless.
             scores.append(float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))))
         return torch.tensor(scores, dtype=torch.float32)
