@@ -10,7 +10,9 @@ Steps, each printed as it happens:
    into quantized training (W&B offline, run folder ``runs/demo``);
 4. the trained model is evaluated at every bitrate (the same code as ``escx eval``);
 5. one validation file is compressed at 3 and 9 kbps and decompressed, with file sizes and
-   metrics printed.
+   metrics printed;
+6. the listening report of step 4 (``runs/demo/report/report.html``: players, spectrograms,
+   table, plots) is written and its path printed.
 """
 
 from __future__ import annotations
@@ -45,19 +47,31 @@ def prepare_data(data: str | None) -> Path:
     return Path("data")
 
 
-def evaluate(codec_or_ckpt, files: list[Path], title: str, streams=None) -> list[dict]:
+def evaluate(
+    codec_or_ckpt, files: list[Path], title: str, streams=None, report: Path | None = None
+) -> list[dict]:
+    """Evaluate and print the table; with ``report``, also write the listening report there."""
     from escx.api import CodecHandle, load_codec
-    from escx.evaluation.core import evaluate_codec
-    from escx.evaluation.report import markdown_table
+    from escx.evaluation.core import describe, evaluate_codec
+    from escx.evaluation.listening import Listening
+    from escx.evaluation.report import markdown_table, write_report
 
     handle = (
         load_codec(codec_or_ckpt)
         if isinstance(codec_or_ckpt, (str, Path))
         else CodecHandle(codec_or_ckpt)
     )
-    rows = evaluate_codec(handle, files, streams=streams, with_stoi=True)
+    listening = None
+    if report is not None:
+        report.mkdir(parents=True, exist_ok=True)
+        listening = Listening(report, handle.sample_rate, clips=4)
+    listen = listening.bitrates(handle.kbps) if listening is not None else None
+    rows = evaluate_codec(handle, files, streams=streams, with_stoi=True, listen=listen)
     say(f"\n== {title}\n")
     say(markdown_table(rows))
+    if report is not None:
+        caption = describe(handle, files[0].parent, rows)
+        write_report(rows, report, f"escx demo: {title}", caption, listening=listening)
     return rows
 
 
@@ -99,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         say("escx demo: error: training failed (see above)")
         return 1
     ckpt = ROOT / "checkpoints" / "last.ckpt"
-    evaluate(ckpt, files, f"after {args.steps} steps (every bitrate)")
+    report = ROOT / "report"
+    evaluate(ckpt, files, f"after {args.steps} steps (every bitrate)", report=report)
 
     from escx.api import load_codec
     from escx.audio import read_audio
@@ -124,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             f"PESQ {float(pesq.compute()):.2f}, mel distance {float(mel.compute()):.2f}"
         )
     say(f"\nrun folder: {ROOT} (checkpoints, config.yaml, W&B offline run in {ROOT}/wandb)")
+    say(f"listening report: {(report / 'report.html').resolve()} (open it in a browser)")
     return 0
 
 

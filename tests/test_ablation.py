@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+from report_pages import parse_report
 from training_helpers import REPO, TINY, write_corpus
 
 from escx.cli import main
@@ -31,7 +32,7 @@ def test_two_run_pretrain_ablation_writes_a_report(tmp_path, monkeypatch, capsys
     write_corpus(data / "val", 2, 0.5, seed=8)
     out = tmp_path / "results"
     code = main(["ablation", "pretrain", "--steps", "2", "--data", str(data), "--out", str(out),
-                 "--eval-files", "2", "--config", str(TINY)])  # fmt: skip
+                 "--eval-files", "2", "--config", str(TINY), "--no-model-metrics"])  # fmt: skip
     assert code == 0
     with open(out / "results.csv") as file:
         rows = list(csv.DictReader(file))
@@ -47,3 +48,15 @@ def test_two_run_pretrain_ablation_writes_a_report(tmp_path, monkeypatch, capsys
     runs = list((out / "runs").glob("*/wandb/offline-run-*"))
     assert len(runs) == 2  # both W&B runs, grouped as ablation-pretrain
     assert "| variant |" in capsys.readouterr().out
+    # The listening page: one table per bitrate (lowest, highest), one row per clip, one column
+    # per variant after the original, every player and image on disk.
+    page = parse_report(out / "report.html")
+    grids = [t for t in page.tables if t.cls == "listen"]
+    assert len(grids) == 2
+    for grid in grids:
+        assert grid.header == ["clip", "original", "with-pretraining", "without-pretraining"]
+        assert len(grid.rows) == 2 and all(
+            len(cell["audio"]) == 1 for r in grid.rows for cell in r[1:]
+        )
+    (summary,) = [t for t in page.tables if t.cls == "summary"]
+    assert summary.header[0] == "variant" and len(summary.rows) == 12

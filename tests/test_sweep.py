@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from report_pages import parse_report
 from training_helpers import REPO, TINY, write_corpus
 
 from escx.cli import main
@@ -95,7 +96,7 @@ def test_two_run_sweep_runs_and_ranks(tmp_path, monkeypatch, capsys):
                     "--trainer.max_steps", "2", "--model.pretrain_steps", "1", "${args}"],
     }))  # fmt: skip
     out = tmp_path / "out"
-    assert main(["sweep", str(sweep), "--out", str(out)]) == 0
+    assert main(["sweep", str(sweep), "--out", str(out), "--no-model-metrics"]) == 0
     printed = capsys.readouterr().out
     assert "| rank |" in printed and "val/mel_distance@9kbps" in printed
     rows = json.loads((out / "results.json").read_text())
@@ -103,3 +104,9 @@ def test_two_run_sweep_runs_and_ranks(tmp_path, monkeypatch, capsys):
     assert rows[0]["metric"] <= rows[1]["metric"]  # minimise: best first
     for row in rows:  # each run logged to W&B offline, grouped under the sweep
         assert list(Path(row["root"]).glob("wandb/offline-run-*/run-*.wandb"))
+    # Listening page: the runs side by side on the validation clips, best run first.
+    assert f"listening report: {out / 'report.html'}" in printed
+    page = parse_report(out / "report.html")
+    (grid,) = [t for t in page.tables if t.cls == "listen"]
+    assert grid.header == ["clip", "original", *(Path(r["root"]).name for r in rows)]
+    assert len(grid.rows) == 2 and len(page.audios) == 2 * 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from escx.commands.common import ArgumentParser, say
+from escx.commands.common import ArgumentParser, add_model_metrics_argument, say
 from escx.experiments.ablation import SCALES, STUDIES, default_steps, run_study
 
 
@@ -36,6 +36,7 @@ def main(argv: list[str]) -> int:
         default=[],
         help="extra config stacked after the scale, before each variant's overlay (repeatable)",
     )
+    add_model_metrics_argument(parser)
     args = parser.parse_args(argv)
     if args.steps is None:
         args.steps = default_steps(args.study, args.scale)

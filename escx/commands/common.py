@@ -44,3 +44,12 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
         help="inference precision: fp32 (default, exact) or bf16 (faster on CPUs with "
         "AVX512-BF16/AMX and on GPUs; codes may differ from fp32's)",
     )
+
+
+def add_model_metrics_argument(parser: argparse.ArgumentParser) -> None:
+    """``--no-model-metrics``: skip the model-based metrics of the ``eval`` extra."""
+    parser.add_argument(
+        "--no-model-metrics",
+        action="store_true",
+        help="skip DNSMOS, ViSQOL and speaker similarity (about 1.5 s per clip and bitrate)",
+    )

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from escx.commands.common import ArgumentParser, CommandError, add_precision_argument, say
+from escx.commands.common import (
+    ArgumentParser,
+    CommandError,
+    add_model_metrics_argument,
+    add_precision_argument,
+    say,
+)
 
 
 def main(argv: list[str]) -> int:
@@ -21,11 +27,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("-o", "--output", default=None, help="folder for the report files")
     parser.add_argument("--max-files", type=int, default=None, help="use the first N files")
     parser.add_argument("--no-stoi", action="store_true", help="skip STOI (faster)")
-    parser.add_argument(
-        "--no-model-metrics",
-        action="store_true",
-        help="skip DNSMOS, ViSQOL and speaker similarity (about 1.5 s per clip and bitrate)",
-    )
+    add_model_metrics_argument(parser)
     parser.add_argument(
         "--listen",
         type=int,

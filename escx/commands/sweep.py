@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from escx.commands.common import ArgumentParser, CommandError, say
+from escx.commands.common import ArgumentParser, CommandError, add_model_metrics_argument, say
 from escx.config import ConfigError
 from escx.experiments.sweep import LocalSweep, format_value, load_sweep
 
@@ -29,6 +29,7 @@ def main(argv: list[str]) -> int:
         help="clips for report.html (default: the runs' validation folder)",
     )
     parser.add_argument("--eval-files", type=int, default=8, help="clips evaluated for the page")
+    add_model_metrics_argument(parser)
     args, extra = parser.parse_known_args(argv)
     if args.count is not None and args.count < 1:
         raise CommandError("--count must be at least 1")
@@ -80,4 +81,12 @@ def _listening_page(sweep: LocalSweep, args) -> Path | None:
         f"Sweep {sweep.name}, runs ranked by {sweep.metric}, each at its highest bitrate on the "
         f"first {len(files)} files of {data}."
     )
-    return compare_runs(runs, files, sweep.out_dir, f"sweep: {sweep.name}", caption, args.listen)
+    return compare_runs(
+        runs,
+        files,
+        sweep.out_dir,
+        f"sweep: {sweep.name}",
+        caption,
+        args.listen,
+        with_models=not args.no_model_metrics,
+    )

@@ -176,7 +176,10 @@ def run_study(args: argparse.Namespace) -> Path:
         extremes = sorted({1, handle.codec.max_streams})
         listen = listening.variant(variant.name, handle.kbps, extremes)
         torch.manual_seed(args.seed)
-        for row in evaluate_codec(handle, val_files, progress=True, listen=listen):
+        with_models = not getattr(args, "no_model_metrics", False)
+        for row in evaluate_codec(
+            handle, val_files, progress=True, with_models=with_models, listen=listen
+        ):
             rows.append({"variant": variant.name, "params": params,
                          "steps": summary.get("batches_seen"), **row})  # fmt: skip
     caption = _caption(args, rows)

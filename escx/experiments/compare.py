@@ -33,6 +33,7 @@ def compare_runs(
     title: str,
     caption: str,
     listen: int = 4,
+    with_models: bool = True,
 ) -> Path:
     """Evaluate each ``(name, checkpoint)`` at its highest bitrate and write the comparison page.
 
@@ -43,6 +44,7 @@ def compare_runs(
         title: page heading.
         caption: line under the heading.
         listen: clips with players.
+        with_models: also compute the model-based metrics (DNSMOS, ViSQOL, speaker similarity).
 
     Returns:
         Path of report.html.
@@ -61,6 +63,6 @@ def compare_runs(
         top = handle.codec.max_streams
         callback = listening.variant(name, handle.kbps, [top])
         log.info("evaluating %s on %d clips", name, len(files))
-        for row in evaluate_codec(handle, files, [top], listen=callback):
+        for row in evaluate_codec(handle, files, [top], with_models=with_models, listen=callback):
             rows.append({"variant": name, **row})
     return write_page(out_dir, title, rows, caption, (), listening)
