@@ -111,3 +111,17 @@ def test_page_plays_in_headless_chromium(report, tmp_path):
     assert len(widths) == 8 and all(width > 0 for _, width in widths), widths
     assert browser.errors == []
     assert shot.read_bytes()[:8] == PNG_MAGIC and shot.stat().st_size > 10_000
+
+
+def test_demo_evaluation_writes_the_report(tmp_path, capsys):
+    from tools_fixtures import SMALL_CODEC_CONFIG
+
+    from escx.config import build_codec
+    from escx.demo import evaluate
+
+    clip = write_wav(tmp_path / "val" / "one.wav", speech_like(16_000))
+    rows = evaluate(build_codec({"codec": SMALL_CODEC_CONFIG}), [clip], "demo", [1], tmp_path / "r")
+    assert len(rows) == 1 and "== demo" in capsys.readouterr().out
+    page = parse_report(tmp_path / "r" / "report.html")
+    (listen,) = [t for t in page.tables if t.cls == "listen"]
+    assert listen.header == ["clip", "original", "1.5 kbps"] and len(page.audios) == 2

@@ -428,16 +428,21 @@ def test_eval_writes_a_report(tmp_path, capsys, model):
         "1,6",
         "-o",
         tmp_path / "report",
+        "--no-model-metrics",  # covered by test_listening_report
     )
     assert code == 0, err
     assert "| 1.5 |" in out and "| 9 |" in out and "small.ckpt" in out
+    assert "DNSMOS" not in out
     names = sorted(p.name for p in (tmp_path / "report").iterdir())
     assert names == [
+        "audio",
         "codebook_usage.png",
         "quality_vs_bitrate.png",
+        "report.html",
         "results.csv",
         "results.json",
         "results.md",
+        "spectrograms",
     ]
     rows = json.loads((tmp_path / "report" / "results.json").read_text())["rows"]
     assert [r["streams"] for r in rows] == [1, 6] and rows[0]["files"] == 2
