@@ -20,7 +20,10 @@ from escx.evaluation.report import COLUMNS, format_cell
 from escx.metrics.models import MODEL_COLUMNS, missing_model_columns
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-LENGTHS = {"a.wav": 16_000, "b.wav": 20_000, "c.wav": 12_000}  # samples; sorted file order
+# Samples, in sorted file order. DNSMOS repeats a clip until it lasts 9.01 s, then scores 9 s
+# windows at a 1 s hop: these lengths repeat to 9.2-10 s, one window each (a 1 s clip would
+# repeat to 16 s, seven windows).
+LENGTHS = {"a.wav": 20_000, "b.wav": 18_400, "c.wav": 19_200}
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +122,7 @@ def test_demo_evaluation_writes_the_report(tmp_path, capsys):
     from escx.config import build_codec
     from escx.demo import evaluate
 
-    clip = write_wav(tmp_path / "val" / "one.wav", speech_like(16_000))
+    clip = write_wav(tmp_path / "val" / "one.wav", speech_like(20_000))
     rows = evaluate(build_codec({"codec": SMALL_CODEC_CONFIG}), [clip], "demo", [1], tmp_path / "r")
     assert len(rows) == 1 and "== demo" in capsys.readouterr().out
     page = parse_report(tmp_path / "r" / "report.html")
