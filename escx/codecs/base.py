@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 
 import torch
@@ -51,7 +52,7 @@ class Codec(nn.Module):
     def streams_for_kbps(self, kbps: float) -> int:
         """Stream count for a bitrate; raises ValueError if it is not a whole number of streams."""
         per_stream = self.bitrate(1) / 1000
-        streams = round(kbps / per_stream)
+        streams = round(kbps / per_stream) if math.isfinite(kbps) else 0  # inf, nan: invalid
         if streams < 1 or streams > self.max_streams or abs(streams * per_stream - kbps) > 1e-6:
             valid = ", ".join(f"{self.bitrate(s) / 1000:g}" for s in range(1, self.max_streams + 1))
             raise ValueError(
