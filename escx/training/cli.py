@@ -8,6 +8,7 @@ against the registries before parsing, so a typo gets a one-line "did you mean" 
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import sys
 from typing import Any
@@ -164,6 +165,17 @@ def _allow_unused_parameters(config: Any) -> None:
         trainer["strategy"] = f"{strategy}_find_unused_parameters_true"
 
 
+def _option(argv: list[str], name: str) -> str | None:
+    """The last value given for option ``name`` (``--name VALUE`` or ``--name=VALUE``)."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(name + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
 def _config_files(argv: list[str]) -> list[str]:
     files = []
     for i, arg in enumerate(argv):
@@ -231,6 +243,12 @@ def run_lightning(argv: list[str]) -> int:
             auto_configure_optimizers=False,
             parser_kwargs={"prog": "escx"},
         )
+    except pickle.UnpicklingError:  # LightningCLI reads --ckpt_path's hyper-parameters itself
+        raise CommandError(
+            f"refusing to load {_option(argv, '--ckpt_path') or 'the checkpoint'}: it stores "
+            "Python objects other than tensors and plain values, and unpickling them could run "
+            "code; pass a checkpoint written by escx fit"
+        ) from None
     except SystemExit as stop:
         code = _interrupted_exit_code(stop)
         if code is None:
