@@ -136,6 +136,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(corpus, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "Restored all states" in resumed.stdout + resumed.stderr
     assert not stale.exists()
+    assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]  # no last-v1.ckpt
     after = {k: v for k, v in _losses(folder).items() if k not in before_stop}
     assert sorted(after) == list(range(done, steps))  # the resumed run continues the count
     for step, loss in {**before_stop, **after}.items():

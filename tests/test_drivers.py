@@ -72,3 +72,29 @@ def test_sigterm_to_the_demo_stops_its_run_and_exits_143(tmp_path):
     assert b"was stopped (exit 143)" in output
     assert (tmp_path / "demo" / "checkpoints" / "last.ckpt").is_file()
     assert (tmp_path / "demo" / "command.txt").is_file()
+
+
+def test_escx_ablation_stops_with_the_code_of_a_stopped_run(tmp_path, monkeypatch, capsys):
+    """The ablation driver through its command: a variant's run stopped by SIGTERM (exit 143)
+    stops the study with 143 and the resume hint, before any evaluation."""
+    import escx.experiments.runs as runs
+    from escx.cli import main
+
+    real_popen = subprocess.Popen
+
+    def stopped_fit(cmd, *args, **kwargs):  # `escx fit` exits as after SIGTERM; others run
+        if "escx.cli" in cmd:
+            cmd = [sys.executable, "-c", "raise SystemExit(143)"]
+        return real_popen(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(runs.subprocess, "Popen", stopped_fit)
+    monkeypatch.chdir(REPO)
+    data = tmp_path / "data"
+    write_corpus(data / "train", 2, 0.5, seed=13)
+    write_corpus(data / "val", 1, 0.5, seed=14)
+    code = main(["ablation", "pretrain", "--steps", "2", "--data", str(data),
+                 "--out", str(tmp_path / "out")])  # fmt: skip
+    assert code == 143
+    err = capsys.readouterr().err
+    assert "with-pretraining was stopped (exit 143)" in err and "run the same command" in err
+    assert not (tmp_path / "out" / "results.csv").exists()
