@@ -254,10 +254,11 @@ def run_lightning(argv: list[str]) -> int:
         if code is None:
             raise
         signal_name = "SIGTERM" if code == EXIT_SIGTERM else "Ctrl-C"
-        sys.stderr.write(
-            f"escx: training stopped by {signal_name} (exit {code}); resume it with the same "
-            "command and --ckpt_path last\n"
-        )
+        if os.environ.get("LOCAL_RANK", "0") == "0":  # once, not once per DDP process
+            sys.stderr.write(
+                f"escx: training stopped by {signal_name} (exit {code}); resume it with the "
+                "same command and --ckpt_path last\n"
+            )
         return code
     finally:
         sys.argv = saved
