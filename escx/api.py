@@ -225,10 +225,12 @@ class CodecHandle:
                 f"made by a different model (fingerprint {header.fingerprint.hex()}, this model "
                 f"{self.fingerprint.hex()}); decompress with the model that compressed it"
             )
-        expected = (self.sample_rate, self.codec.num_groups, self.codec.bits_per_code)
-        if (header.sample_rate, header.num_groups, header.bits_per_code) != expected:
+        layout = (self.sample_rate, self.codec.num_groups, self.codec.bits_per_code)
+        if (header.sample_rate, header.num_groups, header.bits_per_code) != layout:
             raise BitstreamError(
-                "corrupted: the header's sample rate, groups or code size do not match the model"
+                f"corrupted: the header's layout ({header.sample_rate} Hz, {header.num_groups} "
+                f"groups of {header.bits_per_code}-bit codes) does not match the model "
+                f"({layout[0]} Hz, {layout[1]} groups of {layout[2]}-bit codes)"
             )
         if header.num_samples == 0 or header.num_frames != self.num_frames(header.num_samples):
             raise BitstreamError(
