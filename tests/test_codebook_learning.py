@@ -24,6 +24,7 @@ from escx.config import registries
 from escx.data.datamodule import AudioDataModule
 from escx.experiments.ablation import STUDIES, codebook_study, default_steps
 from escx.quantizers.codebook import Codebook
+from escx.quantizers.kinds import codebook_spec
 from escx.quantizers.kmeans import kmeans
 from escx.quantizers.product import ProductQuantizer
 from escx.training.module import CodecModule
@@ -233,8 +234,8 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
             "dead_threshold": 1.0,
             "usage_decay": 0.5,
         }
-        pq = ProductQuantizer(12, groups=2, stages=2, codebook_dim=3, codebook_size=16,
-                              codebook_options=options).train()  # fmt: skip
+        pq = ProductQuantizer(12, groups=2, stages=2, codebook_dim=3,
+                              codebook=codebook_spec(size=16, **options)).train()  # fmt: skip
         torch.manual_seed(100 + rank)  # each rank now draws its own data and restart choices
         centres = 3 * torch.randn(4, 12) + (8.0 if rank else -8.0)
         restarts = 0
