@@ -13,7 +13,7 @@ SCALE ?= tiny
 DEVICES ?= 1
 BENCH_ARGS ?=
 
-.PHONY: help install test test-slow lint format bench data demo ablation-pretrain ablation-quantizer ablation-codebook clean
+.PHONY: help install test test-slow lint format bench data demo ablation-pretrain ablation-quantizer ablation-codebook ablation-codebook-kind clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -62,6 +62,10 @@ ablation-quantizer: $(STAMP) ## CS-RVQ/RVQ x Swin/conv matrix (STEPS=, SCALE=tin
 ablation-codebook: $(STAMP) ## pre-training vs k-means init / dead-entry restarts / EMA updates (STEPS=, SCALE=, DEVICES=, DATA=)
 	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
 	$(BIN)/escx ablation codebook $(ABLATION_ARGS)
+
+ablation-codebook-kind: $(STAMP) ## ESC's VQ vs FSQ / LFQ (BSQ) / SimVQ / rotation trick (STEPS=, SCALE=, DEVICES=, DATA=)
+	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
+	$(BIN)/escx ablation codebook-kind $(ABLATION_ARGS)
 
 clean: ## remove runs, results and caches (keeps data/ and .venv)
 	rm -rf runs results .pytest_cache .ruff_cache

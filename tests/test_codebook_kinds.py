@@ -219,6 +219,11 @@ def test_bitrate_comes_from_log2_of_the_code_count() -> None:
     assert [codec.streams_for_kbps(k) for k in (1.5, 4.5, 9.0)] == [1, 3, 6]
     with pytest.raises(ValueError, match="not available"):
         codec.streams_for_kbps(4.0)
+    # 10-bit fields can hold 1000..1023, which are no FSQ code: decoding refuses them.
+    codes = torch.full((1, 1, 3, codec.num_frames(3200)), 999)
+    codec.check_codes(codes, 3200)
+    with pytest.raises(ValueError, match=r"codes must lie in \[0, 1000\)"):
+        codec.check_codes(codes + 1, 3200)
 
 
 # ESC-Base (Swin + CS-RVQ, 6 streams x 3 groups) with each codebook overlay; in the README.
@@ -240,3 +245,40 @@ def test_esc_base_parameter_counts_per_codebook_kind(overlay: str) -> None:
     assert sum(p.numel() for p in codec.quantizer.parameters()) == quantizer
     # Every overlay keeps ESC's 10 bits per code: 1.5 kbps per stream, 9 kbps at six.
     assert codec.codebook_size == 1024 and codec.bitrate(6) == 9000.0
+
+
+def test_codebook_kind_study_changes_only_the_kind() -> None:
+    from escx.experiments.ablation import STUDIES, codebook_kind_study, default_steps
+
+    assert STUDIES["codebook-kind"] is codebook_kind_study
+    variants = codebook_kind_study(500)
+    assert [v.name for v in variants] == ["vq", "fsq", "lfq", "simvq", "rotation"]
+    expected = {  # kind, estimator of the learned kinds
+        "vq": ("VQ", "straight_through"),
+        "fsq": ("FSQ", None),
+        "lfq": ("LFQ", None),
+        "simvq": ("SimVQ", "straight_through"),
+        "rotation": ("VQ", "rotation"),
+    }
+    for variant in variants:
+        assert variant.overrides == ["--model.pretrain_steps=50"]  # ESC's recipe for every arm
+        configs = [ESC, ESC.parent / "tiny.yaml", *(ESC.parents[1] / c for c in variant.configs)]
+        codec = escx.build_codec(*configs)
+        assert type(codec.quantizer).__name__ == "CrossScaleRVQ"
+        assert codec.codebook_size == 1024  # 10 bits per code in every arm
+        books = [b for stream in codec.quantizer.codebooks_by_stream() for b in stream]
+        kinds = {(type(b).__name__, getattr(b, "estimator", None)) for b in books}
+        assert kinds == {expected[variant.name]}, variant.name
+    assert default_steps("codebook-kind", "tiny") == 500
+
+
+def test_readme_table_matches_the_tested_parameter_counts() -> None:
+    readme = (ESC.parents[1] / "README.md").read_text()
+    section = readme.split("### Codebook kinds")[1].split("```")[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 4 and cells[2].replace(",", "").isdigit():
+            overlay = cells[0].rsplit("codebook-", 1)[1][:-6] if "codebook-" in cells[0] else ""
+            rows[overlay] = (int(cells[2].replace(",", "")), int(cells[3].replace(",", "")))
+    assert rows == ESC_BASE_PARAMETERS
