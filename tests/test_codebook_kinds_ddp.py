@@ -8,7 +8,6 @@ for every kind variant of test_codebook_kinds (in the cross-scale quantizer).
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ import torch.multiprocessing as mp
 from conftest import small_codec
 from test_codebook_kinds import KINDS
 from torch.nn.parallel import DistributedDataParallel
+from training_helpers import free_port
 
 VARIANTS = [(param.id, param.values[0]) for param in KINDS]
 QUANTIZERS = ("CrossScaleRVQ",)  # a codebook slot per scale; the kinds hold the DDP logic
@@ -56,15 +56,9 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.timeout(300)
 def test_two_gloo_ranks_keep_every_codebook_kind_identical(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     assert set(ranks[0]) == {f"{q}/{label}" for q in QUANTIZERS for label, _ in VARIANTS}
     for key, (before, after) in ranks[0].items():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import socket
 from pathlib import Path
 
 import lightning as L
@@ -17,7 +16,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from training_helpers import ESC, REPO, TINY, write_corpus
+from training_helpers import ESC, REPO, TINY, free_port, write_corpus
 
 import escx
 from escx.config import registries
@@ -255,15 +254,9 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.timeout(120)
 def test_two_gloo_ranks_with_different_data_keep_identical_codebooks(tmp_path: Path) -> None:
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     assert ranks[0]["restarts"] == ranks[1]["restarts"] > 0
     state0, state1 = ranks[0]["state"], ranks[1]["state"]

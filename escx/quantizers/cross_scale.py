@@ -84,13 +84,8 @@ class CrossScaleRVQ(Quantizer):
         dead_threshold: restart entries used less than this fraction of uniform usage, e.g. 0.1
             (0: never, ESC).
         usage_decay: decay of the usage EMA behind ``dead_threshold``.
-        codebook: codebook kind in every codebook slot (``escx list codebook``): "VQ" (ESC's),
-            "FSQ", "LFQ", "SimVQ" or a plug-in's. k-means, EMA and restarts need a learned
-            codebook (VQ).
-        codebook_args: the kind's own options, e.g. ``{levels: [8, 5, 5, 5]}`` for FSQ,
-            ``{bits: 10, spherical: true}`` for LFQ, ``{estimator: rotation}`` for VQ / SimVQ.
-            FSQ and LFQ set the code count and width themselves (codebook_size and codebook_dim
-            then only count streams).
+        codebook, codebook_args: the codebook kind in every slot and its options, as in
+            :class:`~escx.quantizers.residual.ResidualVQ` (``escx list codebook``).
     """
 
     def __init__(
