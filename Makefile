@@ -9,6 +9,7 @@ export WANDB_MODE ?= offline
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=disabled
 DATA ?=
 STEPS ?=
+EVAL_FILES ?=
 SCALE ?= tiny
 DEVICES ?= 1
 BENCH_ARGS ?=
@@ -49,7 +50,7 @@ data: $(STAMP) ## prepare data/train and data/val (DATA=DIR to use a local folde
 demo: $(STAMP) ## train a small codec on CPU for a few minutes and evaluate it (DATA=DIR)
 	$(BIN)/python -m escx.demo $(if $(DATA),--data $(DATA)) $(if $(STEPS),--steps $(STEPS))
 
-ABLATION_ARGS = --scale $(SCALE) --devices $(DEVICES) --data $(or $(DATA),data) $(if $(STEPS),--steps $(STEPS))
+ABLATION_ARGS = --scale $(SCALE) --devices $(DEVICES) --data $(or $(DATA),data) $(if $(STEPS),--steps $(STEPS)) $(if $(EVAL_FILES),--eval-files $(EVAL_FILES))
 
 ablation-pretrain: $(STAMP) ## ESC with vs without pre-training (STEPS=, SCALE=tiny|base, DEVICES=, DATA=)
 	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
@@ -63,7 +64,7 @@ ablation-codebook: $(STAMP) ## pre-training vs k-means init / dead-entry restart
 	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
 	$(BIN)/escx ablation codebook $(ABLATION_ARGS)
 
-ablation-codebook-kind: $(STAMP) ## ESC's VQ vs FSQ / LFQ (BSQ) / SimVQ / rotation trick (STEPS=, SCALE=, DEVICES=, DATA=)
+ablation-codebook-kind: $(STAMP) ## ESC's VQ vs FSQ / LFQ (BSQ) / SimVQ / rotation trick (STEPS=, SCALE=, DEVICES=, DATA=, EVAL_FILES=)
 	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
 	$(BIN)/escx ablation codebook-kind $(ABLATION_ARGS)
 
