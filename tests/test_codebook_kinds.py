@@ -163,6 +163,7 @@ def test_state_dict_round_trip_reproduces_the_codec(variant, quantizer, short_au
         ({"codebook": "SimVQ", "ema_decay": 0.9}, "ema_decay=0.9 has no meaning"),
         ({"codebook": "FSQ", "codebook_args": {"levels": [4, 1]}}, "FSQ levels must be"),
         ({"codebook": "FSQ", "codebook_args": {"bits": 4}}, "codebook FSQ has no option 'bits'"),
+        ({"codebook": "VQ", "codebook_args": {"init": "kmeans"}}, "no option 'init'"),
         ({"codebook": "LFQ", "codebook_args": {"bits": 0}}, "LFQ bits must be"),
         ({"codebook": "LFQ", "codebook_args": {"entropy_weight": -1}}, "entropy_weight"),
         ({"codebook": "VQ", "codebook_args": {"estimator": "gumbel"}}, "estimator must be one"),

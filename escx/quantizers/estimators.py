@@ -11,6 +11,10 @@ output ``z``:
   ``z`` to that of ``q`` (a Householder-style map in the plane of the two). The gradient reaching
   ``z`` is the codeword's gradient rotated back and rescaled, so it carries the angle between
   ``z`` and its codeword; in value it equals ``q`` up to float rounding.
+
+Written here rather than taken from vector-quantize-pytorch, whose rotation trick lives inside its
+``VectorQuantize`` module (with its own codebook, projections and defaults): escx applies it to
+any learned codebook kind's (z, q) pair, after its own search, so only the gradient changes.
 """
 
 from __future__ import annotations

@@ -166,11 +166,14 @@ def codebook_spec(
         raise ValueError(str(error)) from None
     accepted = _accepted(cls)
     args = dict(kind_args or {})
-    unknown = sorted(set(args) - (accepted - {"l2norm"}) - set(LEARNING_DEFAULTS))
+    # The kind's own options; l2norm and the learning techniques are the quantizer's options.
+    own = accepted - {"l2norm"} - set(LEARNING_DEFAULTS)
+    unknown = sorted(set(args) - own)
     if unknown:
-        valid = ", ".join(sorted(accepted - set(LEARNING_DEFAULTS) - {"l2norm"})) or "none"
+        valid = ", ".join(sorted(own)) or "none"
         raise ValueError(
-            f"codebook {kind} has no option {unknown[0]!r} in codebook_args; its options: {valid}"
+            f"codebook {kind} has no option {unknown[0]!r} in codebook_args (its options: "
+            f"{valid}; l2norm and the learning techniques are quantizer options)"
         )
     options = {**learning, **args}
     for name, value in options.items():
