@@ -3,7 +3,8 @@ residual VQ of SoundStream / EnCodec.
 
 All quantize only the coarsest encoder map and then run the decoder unchanged. Codebook learning
 (``codebook_init``, ``ema_decay``, ``dead_threshold``, ...) is configured the same way on every
-quantizer; see :class:`~escx.quantizers.codebook.Codebook`.
+quantizer; see :class:`~escx.quantizers.codebook.VQ`. So is the codebook kind in every slot
+(``codebook``, ``codebook_args``; :mod:`escx.quantizers.kinds`).
 """
 
 from __future__ import annotations
