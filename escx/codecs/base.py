@@ -60,7 +60,7 @@ class Codec(nn.Module):
         streams of a 1000-code FSQ (8.97 kbps) as it does ESC's 1024-entry codebooks.
         """
         per_stream = self.bitrate(1) / 1000
-        streams = round(kbps / per_stream)
+        streams = round(kbps / per_stream) if math.isfinite(kbps) else 0  # inf, nan: invalid
         off = abs(streams * per_stream - kbps)
         if streams < 1 or streams > self.max_streams or off > max(1e-6, KBPS_TOLERANCE * kbps):
             valid = ", ".join(f"{self.bitrate(s) / 1000:g}" for s in range(1, self.max_streams + 1))

@@ -18,11 +18,12 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from escx.commands.common import CommandError
+from escx.experiments.runs import fit_command, run_fit
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +40,6 @@ class Variant:
     name: str
     configs: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
-
-
-def fit_command(configs: list[str], *options: str) -> list[str]:
-    """``escx fit`` with stacked configs and options, in this interpreter's environment."""
-    cmd = [sys.executable, "-m", "escx.cli", "fit"]
-    for config in configs:
-        cmd += ["--config", config]
-    return [*cmd, *options]
 
 
 def pretrain_study(steps: int) -> list[Variant]:
@@ -165,8 +158,9 @@ def train_variant(
     env = {**os.environ, "WANDB_RUN_GROUP": group}
     env.setdefault("WANDB_MODE", "offline")
     log.warning("training %s: %s", variant.name, " ".join(cmd[2:]))
-    if subprocess.run(cmd, env=env).returncode != 0:
-        raise RuntimeError(f"training {variant.name} failed; see the output above")
+    code = run_fit(cmd, root, variant.name, env)
+    if code != 0:
+        raise CommandError(f"training {variant.name} failed (exit {code}); see the output above")
     return root, root / "checkpoints" / "last.ckpt"
 
 
