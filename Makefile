@@ -9,11 +9,12 @@ export WANDB_MODE ?= offline
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=disabled
 DATA ?=
 STEPS ?=
+EVAL_FILES ?=
 SCALE ?= tiny
 DEVICES ?= 1
 BENCH_ARGS ?=
 
-.PHONY: help install test test-slow test-browser lint format bench data demo ablation-pretrain ablation-quantizer ablation-codebook clean
+.PHONY: help install test test-slow test-browser lint format bench data demo ablation-pretrain ablation-quantizer ablation-codebook ablation-codebook-kind clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -52,7 +53,7 @@ data: $(STAMP) ## prepare data/train and data/val (DATA=DIR to use a local folde
 demo: $(STAMP) ## train a small codec on CPU for a few minutes and evaluate it (DATA=DIR)
 	$(BIN)/python -m escx.demo $(if $(DATA),--data $(DATA)) $(if $(STEPS),--steps $(STEPS))
 
-ABLATION_ARGS = --scale $(SCALE) --devices $(DEVICES) --data $(or $(DATA),data) $(if $(STEPS),--steps $(STEPS))
+ABLATION_ARGS = --scale $(SCALE) --devices $(DEVICES) --data $(or $(DATA),data) $(if $(STEPS),--steps $(STEPS)) $(if $(EVAL_FILES),--eval-files $(EVAL_FILES))
 
 ablation-pretrain: $(STAMP) ## ESC with vs without pre-training (STEPS=, SCALE=tiny|base, DEVICES=, DATA=)
 	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
@@ -65,6 +66,10 @@ ablation-quantizer: $(STAMP) ## CS-RVQ/RVQ x Swin/conv matrix (STEPS=, SCALE=tin
 ablation-codebook: $(STAMP) ## pre-training vs k-means init / dead-entry restarts / EMA updates (STEPS=, SCALE=, DEVICES=, DATA=)
 	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
 	$(BIN)/escx ablation codebook $(ABLATION_ARGS)
+
+ablation-codebook-kind: $(STAMP) ## ESC's VQ vs FSQ / LFQ (BSQ) / SimVQ / rotation trick (STEPS=, SCALE=, DEVICES=, DATA=, EVAL_FILES=)
+	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
+	$(BIN)/escx ablation codebook-kind $(ABLATION_ARGS)
 
 clean: ## remove runs, results and caches (keeps data/ and .venv)
 	rm -rf runs results .pytest_cache .ruff_cache

@@ -32,7 +32,9 @@ from escx.bitstream import (
     decode_bitstream,
     encode_bitstream,
     fingerprint_state_dict,
+    peek_header,
     read_escx,
+    read_header,
     write_escx,
 )
 from escx.checkpoint import (
@@ -215,17 +217,20 @@ class CodecHandle:
             fingerprint=self.fingerprint,
         )
 
-    def unpack(self, data: bytes) -> tuple[EscxHeader, Tensor]:
-        """Verify ``.escx`` bytes against this model; returns the header and codes (1, S, G, T).
-
-        Raises:
-            BitstreamError: corrupt or truncated file, another model, or a mismatched layout.
-        """
-        header, codes = decode_bitstream(data, expected_fingerprint=self.fingerprint)
-        expected = (self.sample_rate, self.codec.num_groups, self.codec.bits_per_code)
-        if (header.sample_rate, header.num_groups, header.bits_per_code) != expected:
+    def check_header(self, header: EscxHeader) -> None:
+        """Raise BitstreamError unless an ``.escx`` header fits this model (checked before any
+        codes are read: the layout, the stream count, and frames against samples)."""
+        if header.fingerprint != self.fingerprint:
             raise BitstreamError(
-                "corrupted: the header's sample rate, groups or code size do not match the model"
+                f"made by a different model (fingerprint {header.fingerprint.hex()}, this model "
+                f"{self.fingerprint.hex()}); decompress with the model that compressed it"
+            )
+        layout = (self.sample_rate, self.codec.num_groups, self.codec.bits_per_code)
+        if (header.sample_rate, header.num_groups, header.bits_per_code) != layout:
+            raise BitstreamError(
+                f"corrupted: the header's layout ({header.sample_rate} Hz, {header.num_groups} "
+                f"groups of {header.bits_per_code}-bit codes) does not match the model "
+                f"({layout[0]} Hz, {layout[1]} groups of {layout[2]}-bit codes)"
             )
         if header.num_samples == 0 or header.num_frames != self.num_frames(header.num_samples):
             raise BitstreamError(
@@ -235,6 +240,23 @@ class CodecHandle:
             raise BitstreamError(
                 f"corrupted: {header.num_streams} streams, the model has {self.codec.max_streams}"
             )
+
+    def read(self, path: str | os.PathLike) -> tuple[EscxHeader, Tensor]:
+        """Verify an ``.escx`` file against this model and unpack it: the header (and the file
+        size it implies) is checked before the rest of the file is read."""
+        self.check_header(peek_header(path))
+        return self.unpack(read_escx(path))
+
+    def unpack(self, data: bytes) -> tuple[EscxHeader, Tensor]:
+        """Verify ``.escx`` bytes against this model; returns the header and codes (1, S, G, T).
+
+        Raises:
+            BitstreamError: corrupt or truncated file, another model, or a mismatched layout.
+        """
+        # Everything the header says is checked against the model before the codes are
+        # unpacked, so a crafted header cannot make the decoder allocate more than a real file.
+        self.check_header(read_header(data))
+        header, codes = decode_bitstream(data, expected_fingerprint=self.fingerprint)
         return header, torch.from_numpy(codes).unsqueeze(0)
 
     def decompress(self, in_path: str | os.PathLike, out_path: str | os.PathLike) -> FileResult:
@@ -251,7 +273,7 @@ class CodecHandle:
         _check_distinct(in_path, out_path)
         if in_path.is_dir():
             raise IsADirectoryError(f"{in_path} is a directory; expected an .escx file")
-        header, codes = self.unpack(read_escx(in_path))
+        header, codes = self.read(in_path)
         check_output_path(out_path)
         with AtomicAudioWriter(out_path, self.sample_rate) as writer:
             decode_chunked(

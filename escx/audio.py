@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -22,6 +21,8 @@ import numpy as np
 import soundfile as sf
 import torch
 from scipy.signal import resample_poly
+
+from escx.atomic import atomic_path
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 
@@ -149,6 +150,7 @@ def audio_info(source: AudioSource, target_sr: int = 16000) -> AudioInfo:
         raise _sf_error(name, err) from None
     if info.frames <= 0 or info.samplerate <= 0 or info.channels <= 0:
         raise AudioError(f"{name} is empty (zero-length audio); remove it or re-export it")
+    _check_tail(_open(source), name)
     return AudioInfo(info.samplerate, info.channels, info.frames, target_sr, info.format, name)
 
 
@@ -169,9 +171,36 @@ def resample(audio: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
     return resample_poly(audio, up, down, axis=-1).astype(np.float32, copy=False)
 
 
+# Samples beyond this are not audio scaled to full scale (+-1) but some other quantity; float
+# files from processing may exceed 1 a little, so the bound is generous (+24 dBFS).
+MAX_PEAK = 16.0
+
+
 def _check_finite(audio: np.ndarray, name: str) -> None:
+    """Raise AudioError for NaN or infinite samples, or samples far beyond full scale."""
     if not np.isfinite(audio).all():
         raise AudioError(f"{name} contains NaN or infinite samples; re-export the file")
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    if peak > MAX_PEAK:
+        raise AudioError(
+            f"{name} has samples up to {peak:.3g}, far beyond full scale (+-1): it is not scaled "
+            "as audio; normalise it to [-1, 1] and try again"
+        )
+
+
+def _check_tail(handle: str | BinaryIO, name: str) -> None:
+    """Decode the last samples: a file cut short (e.g. a FLAC whose header promises more frames
+    than it holds) fails here, once, instead of at every read during training."""
+    try:
+        with sf.SoundFile(handle) as file:
+            file.seek(max(0, file.frames - 64))
+            file.read(64, dtype="float32")
+    except (sf.LibsndfileError, RuntimeError, EOFError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise AudioError(
+            f"{name} is truncated or damaged: its last samples cannot be decoded ({reason}); "
+            "re-copy or re-export it"
+        ) from None
 
 
 def decode_array(
@@ -296,13 +325,10 @@ def write_audio(
     _check_finite(audio, f"audio for {path}")
     frames_first = np.clip(audio if audio.ndim == 1 else audio.T, -1.0, 1.0)
     fmt, default_subtype = _WRITE_FORMATS[suffix]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
     try:
-        sf.write(tmp, frames_first, sr, format=fmt, subtype=subtype or default_subtype)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix) as tmp:
+            sf.write(tmp, frames_first, sr, format=fmt, subtype=subtype or default_subtype)
     except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
         if isinstance(err, sf.LibsndfileError | RuntimeError | ValueError | TypeError):
             raise AudioError(f"cannot write {path}: {str(err).splitlines()[0]}") from None
         raise

@@ -16,7 +16,6 @@ import hashlib
 import logging
 import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from escx.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -241,19 +242,24 @@ def read_header(data: bytes) -> EscxHeader:
         BitstreamError: any header error, or a file shorter or longer than the header says.
     """
     header = EscxHeader.from_bytes(data)
-    if len(data) < header.file_size:
-        whole = max(0, (len(data) - HEADER_SIZE) // header.block_bytes)
+    _check_size(header, len(data))
+    return header
+
+
+def _check_size(header: EscxHeader, size: int) -> None:
+    """Raise BitstreamError unless a file of ``size`` bytes is exactly what ``header`` says."""
+    if size < header.file_size:
+        whole = max(0, (size - HEADER_SIZE) // header.block_bytes)
         raise BitstreamError(
             f"truncated: header says {header.num_streams} streams ({header.file_size} bytes) but "
-            f"the file has {len(data)} bytes ({whole} complete streams); re-copy the file, or "
+            f"the file has {size} bytes ({whole} complete streams); re-copy the file, or "
             "use truncate_bitstream on the complete file to drop streams"
         )
-    if len(data) > header.file_size:
+    if size > header.file_size:
         raise BitstreamError(
-            f"corrupted: {len(data) - header.file_size} unexpected bytes after the last stream "
+            f"corrupted: {size - header.file_size} unexpected bytes after the last stream "
             f"(expected {header.file_size} bytes); the file is damaged"
         )
-    return header
 
 
 def decode_bitstream(
@@ -280,16 +286,30 @@ def decode_bitstream(
             f"{bytes(expected_fingerprint).hex()}); decompress with the model that compressed it"
         )
     payloads = np.frombuffer(_verified_payloads(data, header, header.num_streams), np.uint8)
-    streams, n, b = header.num_streams, header.codes_per_stream, header.bits_per_code
-    bits = np.unpackbits(payloads.reshape(streams, header.block_payload_bytes), axis=1)
-    if bits[:, n * b :].any():
+    payloads = payloads.reshape(header.num_streams, header.block_payload_bytes)
+    codes = np.empty((header.num_streams, header.codes_per_stream), np.int64)
+    for k in range(header.num_streams):
+        codes[k] = _unpack_stream(payloads[k], header.codes_per_stream, header.bits_per_code)
+    # Frame-major within a stream (docs/bitstream.md): (S, frames, groups) -> (S, groups, frames).
+    codes = codes.reshape(header.num_streams, header.num_frames, header.num_groups)
+    return header, np.ascontiguousarray(codes.transpose(0, 2, 1))
+
+
+def _unpack_stream(payload: np.ndarray, count: int, bits: int) -> np.ndarray:
+    """``count`` codes of ``bits`` bits each, MSB first, from one block's packed bytes.
+
+    Works in place of a (count, 16)-byte expansion: peak memory is ``count * bits`` bytes of bit
+    values plus the int64 result, so decoding stays within a small multiple of the codes' size.
+    """
+    padding = payload.size * 8 - count * bits
+    if padding and int(payload[-1]) & ((1 << padding) - 1):
         raise BitstreamError("corrupted: non-zero padding bits after the codes; file is damaged")
-    wide = np.zeros((streams, n, 16), np.uint8)
-    wide[:, :, 16 - b :] = bits[:, : n * b].reshape(streams, n, b)
-    values = (
-        np.packbits(wide, axis=2).view(">u2").reshape(streams, header.num_frames, header.num_groups)
-    )
-    return header, values.transpose(0, 2, 1).astype(np.int64)
+    flat = np.unpackbits(payload, count=count * bits)
+    values = np.zeros(count, np.int64)
+    for i in range(bits):
+        values <<= 1
+        values |= flat[i::bits]
+    return values
 
 
 def truncate_bitstream(data: bytes, streams: int) -> bytes:
@@ -327,17 +347,8 @@ def write_escx(path: str | os.PathLike[str], data: bytes) -> None:
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"directory {path.parent} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(tmp, _new_file_mode(path))  # mkstemp makes 0600; match a normal new file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
     logger.debug("wrote %d bytes to %s", len(data), path)
 
 
@@ -347,6 +358,22 @@ def read_escx(path: str | os.PathLike[str]) -> bytes:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist or is not a file; check the path")
     return path.read_bytes()
+
+
+def peek_header(path: str | os.PathLike[str]) -> EscxHeader:
+    """Parse the header of an ``.escx`` file and check the file's size, without reading the rest.
+
+    Raises:
+        BitstreamError: any header error, or a file size other than the header's.
+        FileNotFoundError: no such file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist or is not a file; check the path")
+    with open(path, "rb") as file:
+        header = EscxHeader.from_bytes(file.read(HEADER_SIZE))
+    _check_size(header, path.stat().st_size)
+    return header
 
 
 def _block_crc(stream: int, payload: bytes) -> int:
@@ -372,13 +399,3 @@ def _verified_payloads(
             )
         out.append(view[start : start + header.block_bytes] if keep_crc else payload)
     return b"".join(out)
-
-
-def _new_file_mode(path: Path) -> int:
-    # Keep an existing file's mode; else what open() would give. Reading the umask means setting
-    # it for an instant; a file another thread creates in that instant would get mode 0666.
-    if path.exists():
-        return path.stat().st_mode & 0o7777
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from escx.atomic import atomic_path
 from escx.bitstream import fingerprint_state_dict
 from escx.chunking import check_output_path
 from escx.codecs.base import Codec
@@ -79,19 +78,11 @@ def save_codec_checkpoint(
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``.
 
-    An interrupted write never leaves a partial file at ``path`` nor replaces its old content.
+    An interrupted write never leaves a partial file at ``path`` nor replaces its old content;
+    temporaries of killed writers are removed by the next write (:mod:`escx.atomic`).
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            torch.save(obj, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
+        torch.save(obj, file)
 
 
 def build_from_config(codec_config: dict, where: str) -> Codec:
@@ -113,11 +104,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
         CheckpointError: missing file, not a torch checkpoint, or no codec weights or config.
     """
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"model checkpoint not found: {path}")
-    if not path.is_file():
-        raise CheckpointError(f"{path} is not a file; pass a .ckpt written by escx fit/convert")
-    blob = _torch_load(path)
+    blob = safe_torch_load(path)
     meta = blob.get("escx") if isinstance(blob, dict) else None
     state = blob.get("state_dict") if isinstance(blob, dict) else None
     if not isinstance(meta, dict) or not isinstance(state, dict):
@@ -138,20 +125,59 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
     return codec_state, meta
 
 
-def _torch_load(path: Path) -> Any:
-    # Our own files hold only tensors and plain containers, so the safe loader reads them; a
-    # Lightning checkpoint also pickles hyper-parameters (optimizer factories), which needs the
-    # full unpickler (like Lightning's own loading, it trusts the file). mmap avoids a second copy
-    # of the weights in memory; only the zip format (torch.save's default) supports it.
-    mmap = zipfile.is_zipfile(path)
-    for weights_only in (True, False):
-        try:
-            return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=mmap)
-        except pickle.UnpicklingError:
-            if weights_only:
-                continue
-            error = "not a torch checkpoint"
-        except Exception as exc:  # a damaged pickle can fail in any way (IndexError, KeyError...)
-            error = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(f"cannot read {path} as a model checkpoint ({error})")
-    raise AssertionError("unreachable")
+def safe_torch_load(path: str | os.PathLike, what: str = "model checkpoint") -> Any:
+    """``torch.load`` restricted to tensors and plain containers (``weights_only=True``).
+
+    Nothing escx reads may run code, so there is no fallback to the full unpickler: a file whose
+    pickle names other Python objects is refused, whatever made it. escx's own checkpoints (from
+    ``escx fit`` and ``escx convert``) hold only tensors, numbers, strings and containers.
+
+    Args:
+        path: the file.
+        what: what the file should be, for messages ("model checkpoint").
+
+    Raises:
+        CheckpointError: one line saying why the file cannot be read and what to pass instead.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"{what} not found: {path}"
+            if not path.exists()
+            else f"{path} is not a file; pass a {what} file"
+        )
+    with open(path, "rb") as file:
+        magic = file.read(4)
+    # torch.save writes a zip archive (default) or, with the legacy format, a pickle stream.
+    is_zip, is_pickle = magic == b"PK\x03\x04", magic[:1] == b"\x80"
+    if not (is_zip or is_pickle):
+        raise CheckpointError(
+            f"cannot read {path}: not a PyTorch checkpoint ({_kind_of(magic)}); pass a {what} file"
+        )
+    try:
+        # mmap avoids a second copy of the weights in memory; only the zip format supports it.
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"refusing to load {path}: it stores Python objects other than tensors and plain "
+            "values, and unpickling them could run code; pass a checkpoint written by escx fit "
+            "or escx convert"
+        ) from None
+    except Exception as exc:  # a damaged file can fail in any way (IndexError, KeyError...)
+        error = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"cannot read {path} as a {what} (damaged file: {error})") from None
+
+
+def _kind_of(magic: bytes) -> str:
+    """A guess at what a non-checkpoint file is, from its first bytes, for error messages."""
+    if magic in (b"RIFF", b"fLaC", b"OggS", b"ID3\x03", b"ID3\x04") or magic[:2] == b"\xff\xfb":
+        return "it is an audio file"
+    if magic == b"ESCX":
+        return "it is an .escx bitstream"
+    if not magic:
+        return "it is empty"
+    try:
+        magic.decode("utf-8")
+        return "it looks like a text file"
+    except UnicodeDecodeError:
+        return "unknown file type"

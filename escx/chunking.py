@@ -20,7 +20,7 @@ chunk sees the same samples as whole-file coding does.
 from __future__ import annotations
 
 import os
-import tempfile
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ import soundfile as sf
 import torch
 from torch import Tensor
 
+from escx.atomic import atomic_path
 from escx.audio import AudioInfo, audio_info, read_audio
 from escx.codecs.base import Codec
 
@@ -259,36 +260,42 @@ class AtomicAudioWriter:
 
     def __enter__(self) -> AtomicAudioWriter:
         check_output_path(self.path)
-        fd, self.tmp = tempfile.mkstemp(
-            prefix=f".{self.path.stem}.", suffix=f".tmp{self.path.suffix}", dir=self.path.parent
-        )
-        os.close(fd)
+        self._output = atomic_path(self.path, self.path.suffix)
+        self.tmp = self._output.__enter__()
         try:
             self.file = sf.SoundFile(
                 self.tmp, "w", self.sample_rate, 1, "PCM_16", format=self.format
             )
         except BaseException:
-            Path(self.tmp).unlink(missing_ok=True)
+            self._output.__exit__(*sys.exc_info())
             raise
         return self
 
     def write(self, audio: Tensor) -> None:
         """Append samples: (1, n) or (n,) float, clipped to [-1, 1]."""
         samples = audio.detach().float().cpu().reshape(-1).clamp(-1.0, 1.0).numpy()
-        self.file.write(samples)
+        try:
+            self.file.write(samples)
+        except sf.SoundFileRuntimeError as error:
+            raise self._write_error(error) from None
         self.frames += samples.shape[0]
+
+    def _write_error(self, error: Exception) -> OSError:
+        # libsndfile reports a failed write (full disk, file-size limit) as "System error."
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else "write failed"
+        return OSError(
+            f"cannot write {self.path}: {detail.rstrip('.')} (is the disk full?); nothing was "
+            "written, free some space or choose another output folder"
+        )
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
             self.file.close()
-            if exc_type is None:
-                os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600
-                os.replace(self.tmp, self.path)
-        finally:
-            Path(self.tmp).unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        except sf.SoundFileRuntimeError as error:
+            failure = self._write_error(error)
+            self._output.__exit__(type(failure), failure, None)
+            raise failure from None
+        except BaseException:
+            self._output.__exit__(*sys.exc_info())
+            raise
+        self._output.__exit__(exc_type, exc, tb)

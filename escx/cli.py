@@ -87,13 +87,17 @@ def main(argv: list[str] | None = None) -> int:
         if command not in TOOL_COMMANDS or not _available(TOOL_COMMANDS[command][0]):
             return fail(f"unknown command {command!r}\n{usage()}")
         return import_module(TOOL_COMMANDS[command][0]).main(rest)
-    except (CommandError, ValueError, OSError) as error:
+    except CommandError as error:
+        fail(_one_line(error))
+        return error.code
+    except (ValueError, OSError) as error:
         return fail(_one_line(error))
     except FloatingPointError as error:  # a non-finite loss: the run stopped, not bad input
         fail(_one_line(error))
         return 1
     except KeyboardInterrupt:
-        return fail("interrupted")
+        sys.stderr.write("escx: interrupted\n")
+        return 130  # the shell's code for Ctrl-C
 
 
 if __name__ == "__main__":

@@ -35,12 +35,14 @@ def registries() -> dict[str, Any]:
     from escx.codecs.base import CODECS
     from escx.discriminators.base import DISCRIMINATORS
     from escx.quantizers.base import QUANTIZERS
+    from escx.quantizers.kinds import CODEBOOKS
 
     return {
         "codec": CODECS,
         "encoder": ENCODERS,
         "decoder": DECODERS,
         "quantizer": QUANTIZERS,
+        "codebook": CODEBOOKS,
         "discriminator": DISCRIMINATORS,
     }
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import torch
 import yaml
 from torch import Tensor
 
+from escx.checkpoint import CheckpointError, safe_torch_load
 from escx.codecs.stft_codec import STFTCodec
 
 logger = logging.getLogger(__name__)
@@ -91,12 +91,10 @@ def load_reference_checkpoint(
             f"reference config not found: {config_path}; pass the config.yaml that trained "
             "this checkpoint"
         )
-    try:
-        # weights_only: a checkpoint must never run code when it is read.
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ConversionError(f"cannot read {path} as a PyTorch checkpoint: {first}") from None
+    try:  # weights_only: a checkpoint must never run code when it is read
+        blob = safe_torch_load(path, "reference checkpoint")
+    except CheckpointError as error:
+        raise ConversionError(str(error)) from None
     state = blob.get("model_state_dict", blob) if isinstance(blob, dict) else None
     if (
         not isinstance(state, dict)
@@ -111,6 +109,10 @@ def load_reference_checkpoint(
         state = {k[len("module.") :]: v for k, v in state.items()}
     try:
         config = yaml.safe_load(config_path.read_text())
+    except UnicodeDecodeError:
+        raise ConversionError(
+            f"{config_path} is not a text file; pass the reference's config.yaml as --ref-config"
+        ) from None
     except yaml.YAMLError as error:
         first = (str(error).splitlines() or ["parse error"])[0]
         raise ConversionError(f"{config_path} is not valid YAML: {first}") from None

@@ -7,11 +7,12 @@ Steps, each printed as it happens:
    not);
 2. the untrained model is evaluated on a few validation files (the "before" numbers);
 3. ``escx fit`` trains ``experiments/esc.yaml`` + ``experiments/tiny.yaml`` through pre-training
-   into quantized training (W&B offline, run folder ``runs/demo``);
+   into quantized training (W&B offline, run folder ``runs/demo``; run again, the demo resumes
+   that run where it stopped, or reuses it when it finished);
 4. the trained model is evaluated at every bitrate (the same code as ``escx eval``);
 5. one validation file is compressed at 3 and 9 kbps and decompressed, with file sizes and
    metrics printed;
-6. the listening report of step 4 (``runs/demo/report/report.html``: players, spectrograms,
+6. the listening report of step 4 (``report/report.html`` in the run folder: players, spectrograms,
    table, plots) is written and its path printed.
 """
 
@@ -19,10 +20,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 from pathlib import Path
 
-from escx.commands.common import say
+from escx.commands.common import CommandError, say
 
 ROOT = Path("runs/demo")
 CONFIGS = ["experiments/esc.yaml", "experiments/tiny.yaml"]
@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=None, help="audio folder (default: data/)")
     parser.add_argument("--steps", type=int, default=150, help="training steps")
     parser.add_argument("--eval-files", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=ROOT, help=f"run folder (default: {ROOT})")
     args = parser.parse_args(argv)
+    root = args.out
     os.environ.setdefault("WANDB_MODE", "offline")
 
     import torch
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate(escx.build_codec(*CONFIGS).eval(), files, "before training", streams=[1, 6])
 
     pretrain = max(1, args.steps // 3)
-    from escx.experiments.ablation import fit_command
+    from escx.experiments.runs import RunStopped, fit_command, run_fit
 
     cmd = fit_command(
         CONFIGS,
@@ -106,14 +108,22 @@ def main(argv: list[str] | None = None) -> int:
         f"--trainer.max_steps={args.steps}",
         f"--trainer.val_check_interval={args.steps}",
         f"--model.pretrain_steps={pretrain}",
-        f"--trainer.default_root_dir={ROOT}",
+        f"--trainer.default_root_dir={root}",
     )
     say(f"\n== training ({pretrain} pre-training steps, then quantized): escx {' '.join(cmd[3:])}")
-    if subprocess.run(cmd).returncode != 0:
-        say("escx demo: error: training failed (see above)")
-        return 1
-    ckpt = ROOT / "checkpoints" / "last.ckpt"
-    report = ROOT / "report"
+    try:
+        code = run_fit(cmd, root, "the demo codec")
+    except RunStopped as stop:  # Ctrl-C or SIGTERM: last.ckpt is written, `make demo` resumes
+        say(f"escx demo: {stop}")
+        return stop.code
+    except CommandError as error:
+        say(f"escx demo: error: {error}")
+        return error.code
+    if code != 0:
+        say(f"escx demo: error: training failed (exit {code}, see above)")
+        return code
+    ckpt = root / "checkpoints" / "last.ckpt"
+    report = root / "report"
     evaluate(ckpt, files, f"after {args.steps} steps (every bitrate)", report=report)
 
     from escx.api import load_codec
@@ -125,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     say(f"\n== compressing {source}")
     original, _ = read_audio(source, handle.sample_rate)
     for kbps in (3.0, 9.0):
-        packed = ROOT / f"example-{kbps:g}kbps.escx"
-        restored = ROOT / f"example-{kbps:g}kbps.wav"
+        packed = root / f"example-{kbps:g}kbps.escx"
+        restored = root / f"example-{kbps:g}kbps.wav"
         done = handle.compress(source, packed, kbps=kbps)
         handle.decompress(packed, restored)
         audio, _ = read_audio(restored, handle.sample_rate)
@@ -138,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             f"({done.kbps:.2f} kbps on disk) -> {restored} ({restored.stat().st_size:,} B); "
             f"PESQ {float(pesq.compute()):.2f}, mel distance {float(mel.compute()):.2f}"
         )
-    say(f"\nrun folder: {ROOT} (checkpoints, config.yaml, W&B offline run in {ROOT}/wandb)")
+    say(f"\nrun folder: {root} (checkpoints, config.yaml, W&B offline run in {root}/wandb)")
     say(f"listening report: {(report / 'report.html').resolve()} (open it in a browser)")
     return 0
 

@@ -28,6 +28,10 @@ PLUGIN_GROUP = "escx.plugins"
 BUILTIN_MODULES = (
     "escx.backbones.swin",
     "escx.backbones.conv",
+    "escx.quantizers.codebook",
+    "escx.quantizers.fsq",
+    "escx.quantizers.lfq",
+    "escx.quantizers.simvq",
     "escx.quantizers.residual",
     "escx.quantizers.cross_scale",
     "escx.codecs.stft_codec",

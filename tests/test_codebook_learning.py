@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import socket
 from pathlib import Path
 
 import lightning as L
@@ -17,13 +16,14 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from training_helpers import ESC, REPO, TINY, write_corpus
+from training_helpers import ESC, REPO, TINY, free_port, write_corpus
 
 import escx
 from escx.config import registries
 from escx.data.datamodule import AudioDataModule
 from escx.experiments.ablation import STUDIES, codebook_study, default_steps
 from escx.quantizers.codebook import Codebook
+from escx.quantizers.kinds import codebook_spec
 from escx.quantizers.kmeans import kmeans
 from escx.quantizers.product import ProductQuantizer
 from escx.training.module import CodecModule
@@ -233,8 +233,8 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
             "dead_threshold": 1.0,
             "usage_decay": 0.5,
         }
-        pq = ProductQuantizer(12, groups=2, stages=2, codebook_dim=3, codebook_size=16,
-                              codebook_options=options).train()  # fmt: skip
+        pq = ProductQuantizer(12, groups=2, stages=2, codebook_dim=3,
+                              codebook=codebook_spec(size=16, **options)).train()  # fmt: skip
         torch.manual_seed(100 + rank)  # each rank now draws its own data and restart choices
         centres = 3 * torch.randn(4, 12) + (8.0 if rank else -8.0)
         restarts = 0
@@ -254,15 +254,9 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.timeout(120)
 def test_two_gloo_ranks_with_different_data_keep_identical_codebooks(tmp_path: Path) -> None:
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     assert ranks[0]["restarts"] == ranks[1]["restarts"] > 0
     state0, state1 = ranks[0]["state"], ranks[1]["state"]

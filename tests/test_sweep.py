@@ -110,3 +110,21 @@ def test_two_run_sweep_runs_and_ranks(tmp_path, monkeypatch, capsys):
     (grid,) = [t for t in page.tables if t.cls == "listen"]
     assert grid.header == ["clip", "original", *(Path(r["root"]).name for r in rows)]
     assert len(grid.rows) == 2 and len(page.audios) == 2 * 3
+
+
+def test_swept_values_win_over_configs_given_after_the_file(tmp_path, monkeypatch, capsys):
+    """`escx sweep FILE --config experiments/tiny.yaml`: tiny.yaml sets pretrain_steps too."""
+    monkeypatch.chdir(REPO)
+    train = write_corpus(tmp_path / "train", 2, 0.6, seed=9)
+    out = tmp_path / "out"
+    code = main(["sweep", "experiments/sweeps/pretrain-length.yaml", "--count", "2",
+                 "--out", str(out), "--config", "experiments/tiny.yaml",
+                 "--data.train", str(train), "--data.val", "null", "--data.batch_size", "2",
+                 "--trainer.max_steps", "1", "--trainer.logger", "false"])  # fmt: skip
+    assert code == 0, capsys.readouterr()
+    for run, value in (("run-000", 0), ("run-001", 25000)):
+        saved = yaml.safe_load((out / run / "config.yaml").read_text())
+        assert saved["model"]["pretrain_steps"] == value
+        assert saved["data"]["batch_size"] == 2  # the extra arguments still apply
+        command = (out / run / "command.txt").read_text()
+        assert command.index("tiny.yaml") < command.index(f"--model.pretrain_steps={value}")

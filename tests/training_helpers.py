@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 
 import lightning as L
@@ -73,3 +74,10 @@ def build_module(*configs: Path, **overrides):
     for key, value in overrides.items():
         namespace[f"model.{key}"] = value
     return parser.instantiate(namespace).model
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now, for a gloo process group's rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 
 import torch
@@ -45,14 +46,23 @@ class Codec(nn.Module):
     bits_per_code: int
 
     def bitrate(self, n_streams: int) -> float:
-        """Bits per second when ``n_streams`` streams are sent (1.5 kbps per stream in ESC)."""
-        return n_streams * self.num_groups * self.bits_per_code * self.frame_rate
+        """Bits per second when ``n_streams`` streams are sent (1.5 kbps per stream in ESC).
+
+        Each code carries log2 of the code count (10 bits for 1024; 9.97 for FSQ's 1000 codes,
+        which the bitstream stores in ``bits_per_code`` = 10-bit fields).
+        """
+        return n_streams * self.num_groups * math.log2(self.codebook_size) * self.frame_rate
 
     def streams_for_kbps(self, kbps: float) -> int:
-        """Stream count for a bitrate; raises ValueError if it is not a whole number of streams."""
+        """Stream count for a bitrate; raises ValueError if it is not a whole number of streams.
+
+        A request within 0.5 % of a stream count's bitrate selects it, so "9 kbps" names the six
+        streams of a 1000-code FSQ (8.97 kbps) as it does ESC's 1024-entry codebooks.
+        """
         per_stream = self.bitrate(1) / 1000
-        streams = round(kbps / per_stream)
-        if streams < 1 or streams > self.max_streams or abs(streams * per_stream - kbps) > 1e-6:
+        streams = round(kbps / per_stream) if math.isfinite(kbps) else 0  # inf, nan: invalid
+        off = abs(streams * per_stream - kbps)
+        if streams < 1 or streams > self.max_streams or off > max(1e-6, KBPS_TOLERANCE * kbps):
             valid = ", ".join(f"{self.bitrate(s) / 1000:g}" for s in range(1, self.max_streams + 1))
             raise ValueError(
                 f"--kbps {kbps:g} is not available: use a multiple of {per_stream:g} kbps up to "
@@ -88,6 +98,9 @@ class Codec(nn.Module):
     def decode(self, codes: Tensor, length: int) -> Tensor:
         raise NotImplementedError
 
+
+# Relative gap between a requested and a nominal bitrate still taken as that bitrate.
+KBPS_TOLERANCE = 0.005
 
 # Inference precisions: name -> autocast dtype (None: plain fp32).
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}

@@ -1,4 +1,5 @@
-"""``escx ablation pretrain|quantizer|codebook``: train the variants of a study and compare them."""
+"""``escx ablation STUDY``: train the variants of a study (pretrain, quantizer, codebook,
+codebook-kind) and compare them."""
 
 from __future__ import annotations
 

@@ -9,7 +9,16 @@ EXIT_BAD_INPUT = 2
 
 
 class CommandError(Exception):
-    """A user-facing error: printed as one line, exit code 2."""
+    """A user-facing error: printed as one line; exit code 2 (bad input) unless ``code`` says.
+
+    Args:
+        message: the one-line message.
+        code: the process exit code.
+    """
+
+    def __init__(self, message: str, code: int = EXIT_BAD_INPUT) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -33,7 +33,6 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     from escx.api import load_codec
-    from escx.bitstream import read_escx
 
     pairs, root = plan_outputs(args.inputs, args.output, escx_files, ".wav", ".escx files")
     if root is None and pairs[0][1].suffix.lower() not in (".wav", ".flac"):
@@ -41,7 +40,7 @@ def main(argv: list[str]) -> int:
     handle = load_codec(args.model, precision=args.precision)
     for source, _ in pairs:  # verify every file first: a bad one fails before anything is written
         try:
-            handle.unpack(read_escx(source))
+            handle.read(source)
         except (ValueError, OSError) as error:
             raise CommandError(f"{source}: {str(error).strip().splitlines()[0]}") from None
 

@@ -6,13 +6,14 @@ import csv
 import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from escx.evaluation.listening import Listening
+
+from escx.atomic import atomic_path
 
 # (key, Markdown header, format) of the table columns, in order.
 COLUMNS: list[tuple[str, str, str]] = [
@@ -86,15 +87,9 @@ def _scalar_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _atomic_write(path: Path, write: Any, mode: str = "w") -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **({"newline": ""} if "b" not in mode else {})) as file:
-            write(file)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = {"newline": ""} if "b" not in mode else {}  # csv writes its own line endings
+    with atomic_path(path) as tmp, open(tmp, mode, **text) as file:
+        write(file)
 
 
 def write_report(

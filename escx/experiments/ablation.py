@@ -4,7 +4,8 @@ write one comparison report.
 ``make ablation-pretrain`` compares ESC with and without the pre-training stage;
 ``make ablation-quantizer`` the 2 x 2 matrix CS-RVQ or RVQ by Swin or conv;
 ``make ablation-codebook`` ESC's pre-training against SoundStream/EnCodec's codebook techniques
-(k-means initialisation, dead-entry restarts, EMA updates). Each runs
+(k-means initialisation, dead-entry restarts, EMA updates); ``make ablation-codebook-kind`` ESC's
+VQ against FSQ, LFQ/BSQ, SimVQ and the rotation trick. Each runs
 ``escx fit`` for each variant (so every run is an ordinary, resumable escx run with its config
 saved), group the W&B runs under one group, then evaluate each final checkpoint with the same
 code as ``escx eval`` and write ``results/<study>/``: results.csv / .json / .md, plots, configs,
@@ -19,11 +20,12 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from escx.commands.common import CommandError
+from escx.experiments.runs import fit_command, run_fit
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +42,6 @@ class Variant:
     name: str
     configs: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
-
-
-def fit_command(configs: list[str], *options: str) -> list[str]:
-    """``escx fit`` with stacked configs and options, in this interpreter's environment."""
-    cmd = [sys.executable, "-m", "escx.cli", "fit"]
-    for config in configs:
-        cmd += ["--config", config]
-    return [*cmd, *options]
 
 
 def pretrain_study(steps: int) -> list[Variant]:
@@ -94,13 +88,37 @@ def codebook_study(steps: int) -> list[Variant]:
     ]
 
 
-STUDIES = {"pretrain": pretrain_study, "quantizer": quantizer_study, "codebook": codebook_study}
+def codebook_kind_study(steps: int) -> list[Variant]:
+    """ESC's VQ against the other codebook kinds, in every codebook slot of ESC's CS-RVQ.
+
+    Every variant follows ESC's recipe (the quantizer bypassed for the first tenth of the steps)
+    and changes only what fills the codebook slots (overlays experiments/ablations/codebook-*.yaml):
+    FSQ, LFQ on the sphere (BSQ), SimVQ, or ESC's VQ with the rotation trick. All keep 10 bits
+    per code. ``--config experiments/ablations/rvq-swin.yaml`` runs the same comparison on the
+    residual VQ.
+    """
+    pretrain = [f"--model.pretrain_steps={max(1, steps // 10)}"]
+    return [
+        Variant("vq", overrides=pretrain),
+        *(
+            Variant(name, [f"experiments/ablations/codebook-{name}.yaml"], pretrain)
+            for name in ("fsq", "lfq", "simvq", "rotation")
+        ),
+    ]
+
+
+STUDIES = {
+    "pretrain": pretrain_study,
+    "quantizer": quantizer_study,
+    "codebook": codebook_study,
+    "codebook-kind": codebook_kind_study,
+}
 
 # Training steps per variant at SCALE=tiny when --steps is not given. The codebook study's 500 is
 # sized for about 30 minutes on an idle 2-core CPU (measured with --steps 40): a tiny-model step
 # (batch 8 x 1 s) takes 0.6-0.7 s, the same for every codebook technique, and each variant adds
 # about 80 s of start-up, final validation and evaluation of 16 files: 4 x (80 + 500 x 0.65) s.
-TINY_STEPS = {"pretrain": 300, "quantizer": 300, "codebook": 500}
+TINY_STEPS = {"pretrain": 300, "quantizer": 300, "codebook": 500, "codebook-kind": 500}
 
 # One sentence per study appended to the report caption.
 NOTES = {
@@ -108,6 +126,10 @@ NOTES = {
     "other variants quantize from the first step with one codebook technique each. k-means "
     "clusters the vectors of the first 8 quantized batches (3,200 per codebook at SCALE=tiny, "
     "for 1024 entries), which the Kaiming entries quantize.",
+    "codebook-kind": "Every variant bypasses the quantizer for the first 10% of steps (ESC) and "
+    "differs only in the codebook kind: ESC's VQ, FSQ [4,4,4,4,4], LFQ on the sphere (10 bits, "
+    "entropy penalty 0.1), SimVQ, or VQ with the rotation trick; all 1024 codes (10 bits) per "
+    "codebook.",
 }
 
 
@@ -138,8 +160,9 @@ def train_variant(
     env = {**os.environ, "WANDB_RUN_GROUP": group}
     env.setdefault("WANDB_MODE", "offline")
     log.warning("training %s: %s", variant.name, " ".join(cmd[2:]))
-    if subprocess.run(cmd, env=env).returncode != 0:
-        raise RuntimeError(f"training {variant.name} failed; see the output above")
+    code = run_fit(cmd, root, variant.name, env)
+    if code != 0:
+        raise CommandError(f"training {variant.name} failed (exit {code}); see the output above")
     return root, root / "checkpoints" / "last.ckpt"
 
 

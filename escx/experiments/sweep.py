@@ -14,14 +14,13 @@ import json
 import math
 import os
 import random
-import shlex
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from escx.config import ConfigError, load_yaml
+from escx.experiments.runs import run_fit
 
 METHODS = ("grid", "random", "bayes")
 
@@ -105,9 +104,19 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def expand_command(command: list[str], params: dict[str, Any], program: str | None) -> list[str]:
-    """Substitute the W&B macros; ``escx`` runs in this interpreter's environment."""
-    args = [f"--{k}={format_value(v)}" for k, v in params.items()]
+def expand_command(
+    command: list[str],
+    params: dict[str, Any],
+    program: str | None,
+    extra_args: list[str] | None = None,
+) -> list[str]:
+    """Substitute the W&B macros; ``escx`` runs in this interpreter's environment.
+
+    ``extra_args`` go just before the swept arguments (``${args}``), so a swept value always wins
+    over the same option in an extra config (LightningCLI applies arguments left to right).
+    """
+    extra = list(extra_args or [])
+    args = [*extra, *(f"--{k}={format_value(v)}" for k, v in params.items())]
     out: list[str] = []
     for item in command:
         if item == "${env}":
@@ -119,9 +128,11 @@ def expand_command(command: list[str], params: dict[str, Any], program: str | No
         elif item == "${args}":
             out.extend(args)
         elif item == "${args_no_hyphens}":
-            out.extend(a[2:] for a in args)
+            out.extend([*extra, *(a[2:] for a in args[len(extra) :])])
         else:
             out.append(item)
+    if not any(item in ("${args}", "${args_no_hyphens}") for item in command):
+        out.extend(extra)
     if out and out[0] == "escx":
         out[:1] = [sys.executable, "-m", "escx.cli"]
     return out
@@ -199,16 +210,16 @@ class LocalSweep:
         return self.runs
 
     def _launch(self, run: SweepRun) -> None:
-        cmd = expand_command(self.config["command"], run.params, self.config.get("program"))
-        cmd += [*self.extra_args, f"--trainer.default_root_dir={run.root}"]
+        cmd = expand_command(
+            self.config["command"], run.params, self.config.get("program"), self.extra_args
+        )
+        cmd += [f"--trainer.default_root_dir={run.root}"]
         env = {**os.environ, "WANDB_RUN_GROUP": self.name}
         env.setdefault("WANDB_MODE", "offline")
         run.root.mkdir(parents=True, exist_ok=True)
-        (run.root / "command.txt").write_text(shlex.join(cmd) + "\n")
-        with open(run.root / "output.log", "w") as log:
-            run.returncode = subprocess.run(
-                cmd, env=env, stdout=log, stderr=subprocess.STDOUT
-            ).returncode
+        with open(run.root / "output.log", "a") as log:
+            # A stopped run (Ctrl-C, SIGTERM) stops the sweep: RunStopped propagates.
+            run.returncode = run_fit(cmd, run.root, f"sweep run {run.index + 1}", env, log)
         summary_path = run.root / "metrics.json"
         if summary_path.is_file():
             run.summary = json.loads(summary_path.read_text())

@@ -75,7 +75,11 @@ class Quantizer(nn.Module):
 
     @property
     def bits_per_code(self) -> int:
-        """log2 of the codebook size (10 for 1024 entries)."""
+        """Bits that store one code: ceil(log2) of the code count (10 for 1024 or 1000 codes).
+
+        The information per code, which bitrates count, is log2 of the code count
+        (:meth:`escx.codecs.base.Codec.bitrate`).
+        """
         return math.ceil(math.log2(self.codebook_size))
 
     def bind(self, encoder_shapes: list[FeatureShape], decoder_shapes: list[FeatureShape]) -> None:
@@ -119,10 +123,10 @@ class Quantizer(nn.Module):
         raise NotImplementedError
 
     def codebooks_by_stream(self) -> list[list[nn.Module]]:
-        """The :class:`~escx.quantizers.codebook.Codebook` modules of each stream, coarse first.
+        """The codebook modules (:class:`~escx.quantizers.kinds.CodebookKind`) of each stream,
+        coarse first.
 
-        A quantizer without learned codebooks (scalar quantization, identity) keeps the default,
-        an empty list.
+        A quantizer without codebook slots (identity) keeps the default, an empty list.
         """
         return []
 

@@ -1,4 +1,4 @@
-"""One vector-quantization codebook and its learning techniques.
+"""ESC's vector-quantization codebook (kind ``VQ``) and its learning techniques.
 
 ESC's codebook (ESC.md 1.6): Kaiming-normal initialisation, nearest neighbour by cosine
 similarity (both sides L2-normalised for the search) but the *raw* codeword is returned, a
@@ -26,11 +26,12 @@ import logging
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from escx.quantizers import sync
-from escx.quantizers.kmeans import kmeans, nearest_centroid
+from escx.quantizers.kinds import CODEBOOKS
+from escx.quantizers.kmeans import kmeans
+from escx.quantizers.learned import LearnedCodebook
 
 log = logging.getLogger(__name__)
 
@@ -70,40 +71,14 @@ def check_codebook_options(
         raise ValueError(f"usage_decay must be in (0, 1) (e.g. 0.99), got {usage_decay}")
 
 
-def codebook_options(
-    l2norm: bool = True,
-    codebook_init: str = "kaiming",
-    kmeans_iters: int = 10,
-    kmeans_batches: int = 1,
-    ema_decay: float | None = None,
-    ema_epsilon: float = 1e-5,
-    dead_threshold: float = 0.0,
-    usage_decay: float = 0.99,
-) -> dict[str, Any]:
-    """Validate a quantizer's codebook options and return them as :class:`Codebook` kwargs.
-
-    Quantizers call this in their constructor, so a bad value fails when the config is built,
-    not when the quantizer is later bound to a backbone.
-    """
-    options = {
-        "init": codebook_init,
-        "kmeans_iters": kmeans_iters,
-        "kmeans_batches": kmeans_batches,
-        "ema_decay": ema_decay,
-        "ema_epsilon": ema_epsilon,
-        "dead_threshold": dead_threshold,
-        "usage_decay": usage_decay,
-    }
-    check_codebook_options(**options)
-    return {"l2norm": l2norm, **options}
-
-
-class Codebook(nn.Module):
-    """A codebook of ``size`` entries of dimension ``dim``.
+@CODEBOOKS.register
+class VQ(LearnedCodebook):
+    """ESC's vector quantizer: learned entries, cosine search; k-means, EMA, restarts optional.
 
     Args:
         dim: entry dimension (the down-projected space, 8 in ESC).
         size: number of entries (1024 = 10 bits).
+        stage: residual stage (unused: a learned codebook adapts to its residual's scale).
         l2norm: nearest neighbour by cosine similarity (ESC, DAC) instead of Euclidean distance.
         init: "kaiming" (ESC) or "kmeans" (SoundStream/EnCodec: on the first quantized batches).
         kmeans_iters: Lloyd iterations after k-means++ seeding.
@@ -117,6 +92,7 @@ class Codebook(nn.Module):
         dead_threshold: restart entries whose usage is below this fraction of uniform usage
             (``1 / size`` of the vectors); 0 disables restarts.
         usage_decay: decay of the usage EMA that decides which entries are dead.
+        estimator: "straight_through" (ESC) or "rotation" (the rotation trick).
     """
 
     _warned_small_batch: ClassVar[bool] = False  # k-means saw fewer vectors than entries
@@ -125,6 +101,7 @@ class Codebook(nn.Module):
         self,
         dim: int,
         size: int = 1024,
+        stage: int = 0,
         l2norm: bool = True,
         init: str = "kaiming",
         kmeans_iters: int = 10,
@@ -133,11 +110,11 @@ class Codebook(nn.Module):
         ema_epsilon: float = 1e-5,
         dead_threshold: float = 0.0,
         usage_decay: float = 0.99,
+        estimator: str = "straight_through",
     ) -> None:
-        super().__init__()
+        super().__init__(dim, size, l2norm, estimator)
         check_codebook_options(init, kmeans_iters, kmeans_batches, ema_decay, ema_epsilon,
                                dead_threshold, usage_decay)  # fmt: skip
-        self.dim, self.size, self.l2norm = dim, size, l2norm
         self.init, self.kmeans_iters = init, int(kmeans_iters)
         self.kmeans_batches = int(kmeans_batches)
         self._pooled: list[Tensor] = []  # vectors of the batches seen before k-means
@@ -155,12 +132,26 @@ class Codebook(nn.Module):
             # Fraction of vectors each entry wins (EMA), starting at uniform use.
             self.register_buffer("usage", torch.full((size,), 1.0 / size))
 
+    @classmethod
+    def check_options(cls, **options: Any) -> None:
+        super().check_options(**options)
+        names = ("init", "kmeans_iters", "kmeans_batches", "ema_decay", "ema_epsilon",
+                 "dead_threshold", "usage_decay")  # fmt: skip
+        check_codebook_options(**{k: options[k] for k in names if k in options})
+
     def extra_repr(self) -> str:
         learning = "gradient" if self.ema_decay is None else f"ema={self.ema_decay}"
         return (
             f"size={self.size}, dim={self.dim}, l2norm={self.l2norm}, init={self.init}, "
-            f"{learning}, dead_threshold={self.dead_threshold:g}"
+            f"{learning}, dead_threshold={self.dead_threshold:g}, estimator={self.estimator}"
         )
+
+    def codewords(self) -> Tensor:
+        return self.weight
+
+    @property
+    def learns_by_loss(self) -> bool:
+        return self.ema_decay is None
 
     @property
     def restarts_enabled(self) -> bool:
@@ -172,46 +163,9 @@ class Codebook(nn.Module):
         count, self._restarts = self._restarts, 0
         return count
 
-    def nearest(self, z: Tensor) -> Tensor:
-        """Indices (N,) of the nearest entries to (N, dim) vectors."""
-        # The same search as k-means' assignment step, so initial centroids match their use.
-        return nearest_centroid(z.float(), self.weight.float(), self.l2norm)
-
-    def lookup(self, codes: Tensor) -> Tensor:
-        """Raw codewords (..., dim) for integer codes (...)."""
-        return F.embedding(codes, self.weight)
-
-    def encode(self, z: Tensor) -> Tensor:
-        """(B, T, dim) vectors -> (B, T) codes."""
-        return self.nearest(z.reshape(-1, self.dim)).view(z.shape[:-1])
-
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Quantize; in training also run the enabled learning techniques.
-
-        Args:
-            z: (B, T, dim) float32 vectors.
-
-        Returns:
-            ``(z_q, codes, commit, codebook)``: z_q (B, T, dim) (straight-through in training),
-            codes (B, T), per-sample commitment and codebook losses (B,).
-        """
-        flat = z.reshape(-1, self.dim)
-        if self.training and not bool(self.initialized):
-            self._pool_for_kmeans(flat.detach())
-        codes = self.nearest(flat)
-        z_q = self.lookup(codes).view_as(z)
-        if self.training:  # after the lookup: this batch is quantized with the entries it chose
-            self._learn(flat.detach(), codes)
-        if not self.training:
-            loss = (z_q - z).pow(2).mean(dim=(1, 2))
-            return z_q, codes.view(z.shape[:-1]), loss, loss
-        commit = (z - z_q.detach()).pow(2).mean(dim=(1, 2))
-        if self.ema_decay is None:
-            codebook = (z.detach() - z_q).pow(2).mean(dim=(1, 2))
-        else:
-            codebook = commit.new_zeros(commit.shape)
-        z_q = z + (z_q - z).detach()
-        return z_q, codes.view(z.shape[:-1]), commit, codebook
+    def _before_search(self, flat: Tensor) -> None:
+        if not bool(self.initialized):
+            self._pool_for_kmeans(flat)
 
     # ---- learning outside the optimizer (all identical on every DDP rank) ------------------
 
@@ -233,8 +187,8 @@ class Codebook(nn.Module):
             generator = torch.Generator(device=flat.device).manual_seed(seed)
             centroids = kmeans(data, self.size, self.kmeans_iters, self.l2norm, generator)
         sync.broadcast_(centroids)
-        if data.shape[0] < self.size and not Codebook._warned_small_batch:
-            Codebook._warned_small_batch = True  # once per process, not once per codebook
+        if data.shape[0] < self.size and not VQ._warned_small_batch:
+            VQ._warned_small_batch = True  # once per process, not once per codebook
             log.warning(
                 "k-means initialisation of a %d-entry codebook saw only %d vectors: %d entries "
                 "start as duplicates; raise kmeans_batches, use larger batches or enable "
@@ -296,3 +250,7 @@ class Codebook(nn.Module):
             self.ema_sum[dead] = fresh * uniform
         self.usage[dead] = 1.0 / self.size
         self._restarts += n_dead
+
+
+# The name of this class before codebook kinds existed; kept so existing imports keep working.
+Codebook = VQ

@@ -17,6 +17,7 @@ runs s - 1 decoder stages (the "decoder in the encoder").
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -29,7 +30,7 @@ from escx.quantizers.base import (
     from_frames,
     to_frames,
 )
-from escx.quantizers.codebook import Codebook, codebook_options
+from escx.quantizers.kinds import CodebookKind, CodebookSpec, codebook_spec
 from escx.quantizers.product import ProductQuantizer
 
 
@@ -42,13 +43,12 @@ class ScaleQuantizer(nn.Module):
         frames_per_code: int,
         groups: int,
         dim: int,
-        size: int,
-        options: dict,
+        codebook: CodebookSpec,
     ) -> None:
         super().__init__()
         self.shape, self.frames_per_code = shape, frames_per_code
         in_dim = frames_per_code * shape.channels * shape.rows
-        self.pq = ProductQuantizer(in_dim, groups, 1, dim, size, options)
+        self.pq = ProductQuantizer(in_dim, groups, 1, dim, codebook)
 
     def forward(self, x: Tensor, bypass: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(B, C, H, W) -> quantized map, codes (B, groups, T), per-sample losses (B,)."""
@@ -84,6 +84,8 @@ class CrossScaleRVQ(Quantizer):
         dead_threshold: restart entries used less than this fraction of uniform usage, e.g. 0.1
             (0: never, ESC).
         usage_decay: decay of the usage EMA behind ``dead_threshold``.
+        codebook, codebook_args: the codebook kind in every slot and its options, as in
+            :class:`~escx.quantizers.residual.ResidualVQ` (``escx list codebook``).
     """
 
     def __init__(
@@ -100,15 +102,19 @@ class CrossScaleRVQ(Quantizer):
         ema_epsilon: float = 1e-5,
         dead_threshold: float = 0.0,
         usage_decay: float = 0.99,
+        codebook: str = "VQ",
+        codebook_args: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.codebook_dims = list(codebook_dims)
         self.max_streams, self.num_groups = len(self.codebook_dims), groups
         self.codebook_size, self.frames_per_code = codebook_size, frames_per_code
-        self.codebook_options = codebook_options(
-            l2norm, codebook_init, kmeans_iters, kmeans_batches, ema_decay, ema_epsilon,
-            dead_threshold, usage_decay,
+        self.codebook_spec = codebook_spec(
+            codebook, codebook_size, codebook_args, l2norm, init=codebook_init,
+            kmeans_iters=kmeans_iters, kmeans_batches=kmeans_batches, ema_decay=ema_decay,
+            ema_epsilon=ema_epsilon, dead_threshold=dead_threshold, usage_decay=usage_decay,
         )  # fmt: skip
+        self.codebook_size = self.codebook_spec.size
 
     def build(self, encoder_shapes: list[FeatureShape], decoder_shapes: list[FeatureShape]) -> None:
         refinements = self.max_streams - 1
@@ -132,13 +138,12 @@ class CrossScaleRVQ(Quantizer):
                 self.frames_per_code,
                 self.num_groups,
                 d,
-                self.codebook_size,
-                self.codebook_options,
+                self.codebook_spec,
             )
             for s, d in zip(shapes, self.codebook_dims, strict=True)
         )
 
-    def codebooks_by_stream(self) -> list[list[Codebook]]:
+    def codebooks_by_stream(self) -> list[list[CodebookKind]]:
         return [scale.pq.codebooks_by_stage()[0] for scale in self.scales] if self._bound else []
 
     def forward(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from escx.quantizers.codebook import Codebook
+from escx.quantizers.kinds import CodebookKind, CodebookSpec
 
 
 def split_sizes(total: int, parts: int) -> list[int]:
@@ -34,11 +34,12 @@ class ProductQuantizer(nn.Module):
         in_dim: vector size D.
         groups: product groups (3 in ESC).
         stages: residual codebooks per group (1 for a product VQ).
-        codebook_dim: down-projected dimension (ignored without projections).
-        codebook_size: entries per codebook.
-        codebook_options: extra :class:`Codebook` keyword arguments (init, EMA, restarts).
+        codebook_dim: down-projected dimension (ignored without projections, and for kinds
+            that set their own width: FSQ and LFQ).
+        codebook: the codebook kind, its size and options (default: ESC's 1024-entry VQ).
         project: bias-free Linear projections around the codebooks; False quantizes the slices
-            themselves (codebook dimension = slice size).
+            themselves (codebook dimension = slice size), unless the kind sets its own width, which
+            needs the projections.
     """
 
     def __init__(
@@ -47,15 +48,15 @@ class ProductQuantizer(nn.Module):
         groups: int = 3,
         stages: int = 1,
         codebook_dim: int = 8,
-        codebook_size: int = 1024,
-        codebook_options: dict | None = None,
+        codebook: CodebookSpec | None = None,
         project: bool = True,
     ) -> None:
         super().__init__()
         self.sizes = split_sizes(in_dim, groups)
         self.stages = stages
-        options = dict(codebook_options or {})
-        dims = [codebook_dim if project else d for d in self.sizes]
+        spec = codebook or CodebookSpec()
+        project = project or spec.fixed_dim is not None
+        dims = [spec.dim(codebook_dim) if project else d for d in self.sizes]
         self.down = nn.ModuleList(
             nn.Linear(d, c, bias=False) if project else nn.Identity()
             for d, c in zip(self.sizes, dims, strict=True)
@@ -65,11 +66,10 @@ class ProductQuantizer(nn.Module):
             for d, c in zip(self.sizes, dims, strict=True)
         )
         self.codebooks = nn.ModuleList(
-            nn.ModuleList(Codebook(c, codebook_size, **options) for _ in range(stages))
-            for c in dims
+            nn.ModuleList(spec.make(c, stage) for stage in range(stages)) for c in dims
         )
 
-    def codebooks_by_stage(self) -> list[list[Codebook]]:
+    def codebooks_by_stage(self) -> list[list[CodebookKind]]:
         """Codebooks grouped by residual stage: ``[stage][group]``."""
         return [[books[i] for books in self.codebooks] for i in range(self.stages)]
 

@@ -3,10 +3,13 @@ residual VQ of SoundStream / EnCodec.
 
 All quantize only the coarsest encoder map and then run the decoder unchanged. Codebook learning
 (``codebook_init``, ``ema_decay``, ``dead_threshold``, ...) is configured the same way on every
-quantizer; see :class:`~escx.quantizers.codebook.Codebook`.
+quantizer; see :class:`~escx.quantizers.codebook.VQ`. So is the codebook kind in every slot
+(``codebook``, ``codebook_args``; :mod:`escx.quantizers.kinds`).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from torch import Tensor
 
@@ -18,7 +21,7 @@ from escx.quantizers.base import (
     from_frames,
     to_frames,
 )
-from escx.quantizers.codebook import Codebook, codebook_options
+from escx.quantizers.kinds import CodebookKind, codebook_spec
 from escx.quantizers.product import ProductQuantizer
 
 
@@ -42,6 +45,13 @@ class ResidualVQ(Quantizer):
         dead_threshold: restart entries used less than this fraction of uniform usage, e.g. 0.1
             (0: never, ESC).
         usage_decay: decay of the usage EMA behind ``dead_threshold``.
+        codebook: codebook kind in every codebook slot (``escx list codebook``): "VQ" (ESC's),
+            "FSQ", "LFQ", "SimVQ" or a plug-in's. k-means, EMA and restarts need a learned
+            codebook (VQ).
+        codebook_args: the kind's own options, e.g. ``{levels: [8, 5, 5, 5]}`` for FSQ,
+            ``{bits: 10, spherical: true}`` for LFQ, ``{estimator: rotation}`` for VQ / SimVQ.
+            FSQ and LFQ set the code count and width themselves (codebook_size and codebook_dim
+            then only count streams).
     """
 
     # Bias-free Linear projections around the codebooks (ESC); PlainRVQ quantizes full vectors.
@@ -62,15 +72,19 @@ class ResidualVQ(Quantizer):
         ema_epsilon: float = 1e-5,
         dead_threshold: float = 0.0,
         usage_decay: float = 0.99,
+        codebook: str = "VQ",
+        codebook_args: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.max_streams, self.num_groups = n_streams, groups
         self.codebook_size, self.codebook_dim = codebook_size, codebook_dim
         self.frames_per_code = frames_per_code
-        self.codebook_options = codebook_options(
-            l2norm, codebook_init, kmeans_iters, kmeans_batches, ema_decay, ema_epsilon,
-            dead_threshold, usage_decay,
+        self.codebook_spec = codebook_spec(
+            codebook, codebook_size, codebook_args, l2norm, init=codebook_init,
+            kmeans_iters=kmeans_iters, kmeans_batches=kmeans_batches, ema_decay=ema_decay,
+            ema_epsilon=ema_epsilon, dead_threshold=dead_threshold, usage_decay=usage_decay,
         )  # fmt: skip
+        self.codebook_size = self.codebook_spec.size
 
     def build(self, encoder_shapes: list[FeatureShape], decoder_shapes: list[FeatureShape]) -> None:
         self.shape = encoder_shapes[-1]
@@ -85,12 +99,11 @@ class ResidualVQ(Quantizer):
             self.num_groups,
             self.max_streams,
             self.codebook_dim,
-            self.codebook_size,
-            self.codebook_options,
+            self.codebook_spec,
             project=self.project,
         )
 
-    def codebooks_by_stream(self) -> list[list[Codebook]]:
+    def codebooks_by_stream(self) -> list[list[CodebookKind]]:
         return self.pq.codebooks_by_stage() if self._bound else []
 
     def forward(
@@ -134,6 +147,8 @@ class ProductVQ(ResidualVQ):
         ema_epsilon: float = 1e-5,
         dead_threshold: float = 0.0,
         usage_decay: float = 0.99,
+        codebook: str = "VQ",
+        codebook_args: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(
             n_streams=1,
@@ -149,6 +164,8 @@ class ProductVQ(ResidualVQ):
             ema_epsilon=ema_epsilon,
             dead_threshold=dead_threshold,
             usage_decay=usage_decay,
+            codebook=codebook,
+            codebook_args=codebook_args,
         )
 
 
@@ -167,8 +184,9 @@ class PlainRVQ(ResidualVQ):
         frames_per_code: time patches stacked into one code frame.
         l2norm: cosine-similarity lookup; False (default): Euclidean, as SoundStream/EnCodec.
         codebook_init, kmeans_iters, kmeans_batches, ema_decay, ema_epsilon, dead_threshold,
-            usage_decay:
-            codebook learning, as in :class:`ResidualVQ`.
+            usage_decay, codebook, codebook_args:
+            codebook learning and kind, as in :class:`ResidualVQ`. A kind with its own width
+            (FSQ, LFQ) gets one shared projection pair around its stages.
     """
 
     project = False
@@ -186,6 +204,8 @@ class PlainRVQ(ResidualVQ):
         ema_epsilon: float = 1e-5,
         dead_threshold: float = 0.0,
         usage_decay: float = 0.99,
+        codebook: str = "VQ",
+        codebook_args: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(
             n_streams=n_streams,
@@ -201,6 +221,8 @@ class PlainRVQ(ResidualVQ):
             ema_epsilon=ema_epsilon,
             dead_threshold=dead_threshold,
             usage_decay=usage_decay,
+            codebook=codebook,
+            codebook_args=codebook_args,
         )
 
     def build(self, encoder_shapes: list[FeatureShape], decoder_shapes: list[FeatureShape]) -> None:

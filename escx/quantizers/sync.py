@@ -2,7 +2,7 @@
 
 Codebooks learned by gradient stay in sync through DDP's gradient averaging, but k-means
 initialisation, EMA updates and dead-entry restarts change codebooks outside the optimizer, from
-each rank's own batch. These helpers are what :class:`~escx.quantizers.codebook.Codebook` uses
+each rank's own batch. These helpers are what :class:`~escx.quantizers.codebook.VQ` uses
 to share statistics (all-reduce), pool data (all-gather) and copy random choices (broadcast).
 Without an initialised process group (or with one process) each is a no-op, so single-process
 training and tests pay nothing.

@@ -6,26 +6,56 @@ last good checkpoint (Lightning's own writer stages the file in the system temp 
 it, which is a non-atomic copy when that folder is on another file system). The callback adds:
 
 * a stable default folder, ``<default_root_dir>/checkpoints``, so ``--ckpt_path last`` finds the
-  previous run's ``last.ckpt`` (the default folder of a logger changes with every run);
-* on Ctrl-C, SIGTERM or any error, the current state is written to ``last.ckpt`` so the run can be
-  resumed exactly where it stopped.
+  previous run's ``last.ckpt`` (the default folder of a logger changes with every run), and one
+  run per folder: files are overwritten in place, never versioned (``last-v1.ckpt`` beside a
+  stale ``last.ckpt``), and a new run refuses to start in a folder that holds one;
+* the W&B run id in every checkpoint, so a resumed run continues the same W&B run;
+* on Ctrl-C or SIGTERM, training stops at the end of the current batch and writes ``last.ckpt``
+  there (:mod:`escx.training.stopping`), so the run resumes exactly where it stopped; on any
+  other error the current state is written to ``last.ckpt`` too.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 from typing import Any
 
 import lightning as L
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from escx.training.stopping import StopRequests, stop_exception
+
 log = logging.getLogger(__name__)
 
 
+class RunFolderInUse(ValueError):
+    """A new run was started in a folder that holds another run's checkpoints."""
+
+
+def run_folder_message(folder: str | os.PathLike) -> str:
+    """The one-line error for a new run in a folder that already holds ``last.ckpt``."""
+    return (
+        f"{folder} already holds a run (last.ckpt); resume it with --ckpt_path last, or start "
+        "the new run in another folder (--trainer.default_root_dir DIR)"
+    )
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Saves checkpoints via a same-folder temporary file + fsync + ``os.replace``."""
+    """Saves checkpoints via a same-folder temporary file + fsync + ``os.replace``; loads them
+    with ``weights_only=True`` only (a checkpoint never runs code when it is read)."""
+
+    def load_checkpoint(
+        self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        from escx.checkpoint import safe_torch_load
+
+        blob = safe_torch_load(path, "training checkpoint")
+        if not isinstance(blob, dict):
+            raise ValueError(f"{path} is not a Lightning training checkpoint (no dict inside)")
+        return blob
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
@@ -57,6 +87,7 @@ class EscxCheckpoint(ModelCheckpoint):
         save_last: bool = True,
         save_top_k: int = 1,
         every_n_train_steps: int | None = None,
+        enable_version_counter: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -67,15 +98,41 @@ class EscxCheckpoint(ModelCheckpoint):
             save_last=save_last,
             save_top_k=save_top_k if monitor else 0,
             every_n_train_steps=every_n_train_steps,
+            enable_version_counter=enable_version_counter,
             **kwargs,
         )
         self.save_on_exception = save_on_exception
+        self._stops = StopRequests()
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._training_started = False
+        self._use_stable_folder(trainer)
+        super().setup(trainer, pl_module, stage)
+
+    def _use_stable_folder(self, trainer: L.Trainer) -> None:
         if self.dirpath is None:
             self.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
-        super().setup(trainer, pl_module, stage)
+
+    def _find_last_checkpoints(self, trainer: L.Trainer) -> set[str]:
+        # Lightning resolves `ckpt_path="last"` before setup(), in the logger's versioned folder
+        # unless dirpath is set; escx's checkpoints live in the stable folder.
+        self._use_stable_folder(trainer)
+        return super()._find_last_checkpoints(trainer)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A new run would overwrite another run's last.ckpt (files are not versioned).
+        last = os.path.join(self.dirpath or "", self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)
+        if trainer.ckpt_path is None and os.path.isfile(last):
+            raise RunFolderInUse(run_folder_message(self.dirpath))
+        super().on_fit_start(trainer, pl_module)
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        wandb = [lg for lg in trainer.loggers if type(lg).__name__ == "WandbLogger"]
+        if wandb:  # `--ckpt_path last` continues this W&B run (escx.training.resume)
+            checkpoint["escx_run"] = {"wandb_run_id": str(wandb[0].version)}
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Without the monitored metric (no validation data, or other bitrates) keep `last` only.
@@ -88,9 +145,23 @@ class EscxCheckpoint(ModelCheckpoint):
         # Only a run that got as far as training has a state worth saving on interruption: a
         # failure while restoring a checkpoint must never overwrite that checkpoint.
         self._training_started = True
+        self._saved_on_stop = False
+        if self.save_on_exception:
+            self._stops.install()
         super().on_train_start(trainer, pl_module)
 
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any, **kwargs: Any
+    ) -> None:
+        super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
+        signum = self._stops.agreed(trainer) if self.save_on_exception else 0
+        if signum:  # Ctrl-C or SIGTERM arrived during this batch: save here, then stop
+            self._save_resumable(trainer, signal_name(signum))
+            self._saved_on_stop = True
+            raise stop_exception(signum)
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stops.restore()
         # A run that stops between validations (max_steps) still leaves its final state.
         if self.save_last and trainer.global_step != self._last_global_step_saved:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
@@ -98,15 +169,24 @@ class EscxCheckpoint(ModelCheckpoint):
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
+        self._stops.restore()
         started = getattr(self, "_training_started", False)
         if not (self.save_on_exception and started and trainer.state.fn == "fit" and self.dirpath):
             return
+        if not getattr(self, "_saved_on_stop", False):  # an error, or Ctrl-C pressed twice
+            self._save_resumable(trainer, type(exception).__name__)
+
+    def _save_resumable(self, trainer: L.Trainer, reason: str) -> None:
         path = os.path.join(self.dirpath, self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)
         trainer.save_checkpoint(path)
         self.last_model_path = path
         log.warning(
             "training stopped (%s); resumable checkpoint written to %s "
             "(resume with --ckpt_path last)",
-            type(exception).__name__,
+            reason,
             path,
         )
+
+
+def signal_name(signum: int) -> str:
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name

@@ -8,6 +8,8 @@ against the registries before parsing, so a typo gets a one-line "did you mean" 
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import sys
 from typing import Any
 
@@ -15,12 +17,13 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
 from escx.commands.common import CommandError
-from escx.config import ConfigError, check_class_names, load_yaml, registries
+from escx.config import COMPONENT_KEYS, ConfigError, check_class_names, load_yaml, registries
 from escx.data.datamodule import AudioDataModule
 from escx.training.checkpointing import EscxCheckpoint
 from escx.training.media import MediaLogger
 from escx.training.module import CodecModule
 from escx.training.naming import run_identity
+from escx.training.resume import prepare_fit
 from escx.training.summary import MetricsSummary
 
 DEFAULT_ROOT = "runs/escx"
@@ -33,7 +36,9 @@ class OneLineErrorParser(LightningArgumentParser):
         if not self.exit_on_error:
             super().error(message, ex)
         text = " ".join(str(message).split())
-        sys.stderr.write(f"escx: error: {text} (see escx {self.prog.split()[-1]} --help)\n")
+        words = self.prog.split()  # "escx", or "escx [options] fit" for a subcommand
+        command = f"escx {words[-1]}" if len(words) > 1 else "escx"
+        sys.stderr.write(f"escx: error: {text} (see {command} --help)\n")
         raise SystemExit(2)
 
 
@@ -70,6 +75,8 @@ class EscxCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand, self.config)
+        if self.subcommand == "fit":
+            prepare_fit(config, DEFAULT_ROOT)
         _point_logger_at_root(config)
         _allow_unused_parameters(config)
         _name_run(config, self.argv)
@@ -158,6 +165,17 @@ def _allow_unused_parameters(config: Any) -> None:
         trainer["strategy"] = f"{strategy}_find_unused_parameters_true"
 
 
+def _option(argv: list[str], name: str) -> str | None:
+    """The last value given for option ``name`` (``--name VALUE`` or ``--name=VALUE``)."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(name + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
 def _config_files(argv: list[str]) -> list[str]:
     files = []
     for i, arg in enumerate(argv):
@@ -168,19 +186,54 @@ def _config_files(argv: list[str]) -> list[str]:
     return files
 
 
+def _class_names_on_command_line(argv: list[str]) -> dict:
+    """Component names given as options (``--model.codec.init_args.quantizer CrossScaleRVQ`` or
+    ``...quantizer.class_path=...``) as a config tree, so a typo gets the same "did you mean"
+    line as in YAML instead of jsonargparse's multi-line dump."""
+    tree: dict = {}
+    for i, arg in enumerate(argv):
+        if not arg.startswith("--") or arg.startswith("--config"):
+            continue
+        key, has_value, value = arg[2:].partition("=")
+        if not has_value:
+            if i + 1 >= len(argv):
+                continue
+            value = argv[i + 1]
+        parts = key.split(".")
+        if parts[-1] == "class_path":
+            parts = parts[:-1]
+        if not parts or parts[-1] not in COMPONENT_KEYS or not _looks_like_class_name(value):
+            continue
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = {"class_path": value}
+    return tree
+
+
+def _looks_like_class_name(value: str) -> bool:
+    """A bare or dotted class name, not a YAML/JSON value, a file path or null."""
+    if value.lower() in ("null", "none") or value.endswith((".yaml", ".yml", ".json")):
+        return False
+    return re.fullmatch(r"[A-Za-z_][\w.]*", value) is not None and not os.path.exists(value)
+
+
 def run_lightning(argv: list[str]) -> int:
     """Run a LightningCLI subcommand; config mistakes become one-line errors (exit 2)."""
     registries()  # import built-ins and plug-ins so short class names resolve
-    for path in _config_files(argv):
-        try:
+    try:
+        for path in _config_files(argv):
             check_class_names(load_yaml(path), path)
-        except ConfigError as error:
-            raise CommandError(str(error)) from None
+        check_class_names(_class_names_on_command_line(argv), "command line")
+    except ConfigError as error:
+        raise CommandError(str(error)) from None
     EscxCLI.argv = list(argv)
     # LightningCLI reads sys.argv; set it rather than passing args (which it warns about when
-    # both are present), and restore it for in-process callers such as tests.
+    # both are present), and restore it for in-process callers such as tests. sys.argv[0] stays
+    # the program that is running (the console script's absolute path): Lightning's DDP launcher
+    # starts the other ranks as `python <sys.argv[0]> <args>`, so it must name a real file.
     saved = sys.argv
-    sys.argv = ["escx", *argv]
+    sys.argv = [saved[0] if saved else "escx", *argv]
     try:
         EscxCLI(
             CodecModule,
@@ -190,9 +243,44 @@ def run_lightning(argv: list[str]) -> int:
             auto_configure_optimizers=False,
             parser_kwargs={"prog": "escx"},
         )
+    except pickle.UnpicklingError:  # LightningCLI reads --ckpt_path's hyper-parameters itself
+        raise CommandError(
+            f"refusing to load {_option(argv, '--ckpt_path') or 'the checkpoint'}: it stores "
+            "Python objects other than tensors and plain values, and unpickling them could run "
+            "code; pass a checkpoint written by escx fit"
+        ) from None
+    except SystemExit as stop:
+        code = _interrupted_exit_code(stop)
+        if code is None:
+            raise
+        signal_name = "SIGTERM" if code == EXIT_SIGTERM else "Ctrl-C"
+        if os.environ.get("LOCAL_RANK", "0") == "0":  # once, not once per DDP process
+            sys.stderr.write(
+                f"escx: training stopped by {signal_name} (exit {code}); resume it with the "
+                "same command and --ckpt_path last\n"
+            )
+        return code
     finally:
         sys.argv = saved
     return 0
+
+
+EXIT_SIGINT, EXIT_SIGTERM = 128 + 2, 128 + 15  # the shell's codes for these signals
+
+
+def _interrupted_exit_code(stop: SystemExit) -> int | None:
+    """130 or 143 when Lightning ended a run because of Ctrl-C or SIGTERM, else None.
+
+    Lightning turns both into a SystemExit with an ordinary code (0 for SIGTERM, 1 for Ctrl-C),
+    so drivers could not tell a stopped run from a finished or failed one.
+    """
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    if isinstance(stop, SIGTERMException):
+        return EXIT_SIGTERM
+    if isinstance(stop.__context__, KeyboardInterrupt):  # raised in Lightning's Ctrl-C handler
+        return EXIT_SIGINT
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

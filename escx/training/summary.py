@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
+
+from escx.atomic import atomic_path
 
 SUMMARY_FILE = "metrics.json"
 
@@ -40,9 +41,8 @@ class MetricsSummary(Callback):
             if isinstance(callback, ModelCheckpoint) and callback.last_model_path:
                 summary["last_checkpoint"] = callback.last_model_path
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(summary, indent=2, sort_keys=True))
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._write(trainer, pl_module, "fit")

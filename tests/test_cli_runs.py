@@ -1,0 +1,199 @@
+"""Training runs through the installed ``escx`` command, as a user types it: multi-process DDP,
+SIGTERM and Ctrl-C with exact resume, one run per folder, W&B run continued, drivers that stop."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from training_helpers import ESC, REPO, TINY, write_corpus
+
+ESCX = str(Path(sys.executable).parent / "escx")  # the console script pip installed
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "train", 8, 0.6, seed=3)
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1", **extra}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), env.get("PYTHONPATH", "")])
+    return env
+
+
+def _fit_args(train: Path, root: str, steps: int, *extra: str) -> list[str]:
+    return [
+        ESCX, "fit", "--config", str(ESC), "--config", str(TINY),
+        "--data.train", str(train), "--data.val", "null",
+        "--trainer.default_root_dir", root, "--trainer.max_steps", str(steps), *extra,
+    ]  # fmt: skip
+
+
+CSV_LOGGER = [
+    "--trainer.logger=CSVLogger",
+    "--trainer.logger.init_args.save_dir=logs",
+    "--trainer.logger.init_args.flush_logs_every_n_steps=1",
+]
+
+
+def _losses(folder: Path) -> dict[int, float]:
+    """train/loss/stft per step, over every CSV version a run folder holds."""
+    losses: dict[int, float] = {}
+    for file in sorted(folder.glob("logs/version_*/metrics.csv")):
+        with open(file) as handle:
+            for row in csv.DictReader(handle):
+                if row.get("train/loss/stft"):
+                    losses[int(row["step"])] = float(row["train/loss/stft"])
+    return losses
+
+
+def _codec_state(path: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(path, weights_only=True)["state_dict"]
+    return {k: v for k, v in state.items() if k.startswith("codec.")}
+
+
+def _wait_for_training(process: subprocess.Popen, folder: Path, rows: int) -> None:
+    """Until the run has logged ``rows`` training steps (its signal handlers are installed)."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        if len(_losses(folder)) >= rows:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the run did not start training in time")
+
+
+def test_ddp_through_the_console_script_from_another_folder(corpus, tmp_path):
+    cmd = _fit_args(corpus, "run", 4, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+                    "--trainer.strategy", "ddp", "--trainer.logger", "false",
+                    "--trainer.callbacks+=training_helpers.RankDump")  # fmt: skip
+    result = subprocess.run(
+        cmd, cwd=tmp_path, env=_env(ESCX_PROBE_DIR=str(tmp_path)), capture_output=True,
+        text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    states = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for name in states[0]:
+        assert torch.equal(states[0][name], states[1][name]), name
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["last.ckpt"]
+
+
+def test_sigterm_then_resume_equals_an_uninterrupted_run(corpus, tmp_path):
+    steps = 12
+    (tmp_path / "full").mkdir()
+    full = subprocess.run(
+        _fit_args(corpus, ".", steps, *CSV_LOGGER), cwd=tmp_path / "full", env=_env(),
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert full.returncode == 0, full.stderr[-2000:]
+    reference = _losses(tmp_path / "full")
+    assert sorted(reference) == list(range(steps))
+
+    folder = tmp_path / "stopped"
+    folder.mkdir()
+    cmd = _fit_args(corpus, ".", steps, *CSV_LOGGER)
+    run = subprocess.Popen(cmd, cwd=folder, env=_env(), stderr=subprocess.PIPE, text=True)
+    _wait_for_training(run, folder, rows=3)
+    run.send_signal(signal.SIGTERM)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 143, stderr[-2000:]
+    assert "stopped by SIGTERM" in stderr.splitlines()[-1]
+    before_stop = _losses(folder)
+    last = folder / "checkpoints" / "last.ckpt"
+    done = torch.load(last, weights_only=True)["global_step"]  # optimizer steps in last.ckpt
+    assert 3 <= done < steps
+    # Lightning stops after the batch in flight and before logging it: at most that one is missing.
+    assert set(range(done - 1)) <= set(before_stop) <= set(range(done))
+
+    # Starting a new run in the folder is refused, and nothing in it changes.
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+    again = subprocess.run(cmd, cwd=folder, env=_env(), capture_output=True, text=True)
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    errors = [line for line in again.stderr.splitlines() if line.startswith("escx:")]
+    assert len(errors) == 1 and "--ckpt_path last" in errors[0], again.stderr
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == before
+
+    # A temporary left by a writer killed on this host is removed by the next checkpoint write.
+    from escx.atomic import _HOST
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = last.parent / f".last.ckpt.{dead.pid}-{_HOST}.abcd1234.tmp"
+    stale.write_bytes(b"partial")
+
+    resumed = subprocess.run(
+        [*cmd, "--ckpt_path", "last"], cwd=folder, env=_env(), capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Restored all states" in resumed.stdout + resumed.stderr
+    assert not stale.exists()
+    assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]  # no last-v1.ckpt
+    after = {k: v for k, v in _losses(folder).items() if k not in before_stop}
+    assert sorted(after) == list(range(done, steps))  # the resumed run continues the count
+    for step, loss in {**before_stop, **after}.items():
+        assert loss == pytest.approx(reference[step], rel=1e-5, abs=1e-7), step
+    ours, theirs = _codec_state(last), _codec_state(tmp_path / "full/checkpoints/last.ckpt")
+    for name, value in theirs.items():
+        torch.testing.assert_close(ours[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_ctrl_c_exits_130_after_writing_last_ckpt(corpus, tmp_path):
+    run = subprocess.Popen(
+        _fit_args(corpus, ".", 500, *CSV_LOGGER), cwd=tmp_path, env=_env(),
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    _wait_for_training(run, tmp_path, rows=2)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130, stderr[-2000:]
+    assert "stopped by Ctrl-C" in stderr
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_resume_continues_the_same_wandb_run(corpus, tmp_path):
+    env = _env(WANDB_MODE="offline", WANDB_SILENT="true")
+    first = subprocess.run(
+        _fit_args(corpus, ".", 2), cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = subprocess.run(
+        [*_fit_args(corpus, ".", 4), "--ckpt_path", "last"], cwd=tmp_path, env=env,
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert second.returncode == 0, second.stderr[-2000:]
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2
+    assert len({run.name.rsplit("-", 1)[1] for run in runs}) == 1  # one W&B run id
+    assert torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 4
+
+
+def test_a_killed_writer_leaves_no_temporary_after_the_next_write(tmp_path):
+    target = tmp_path / "last.ckpt"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys, time\nfrom escx.atomic import atomic_path\n"
+            f"with atomic_path({str(target)!r}) as tmp:\n"
+            "    tmp.write_bytes(b'half a checkpoint')\n"
+            "    print('writing', flush=True)\n    time.sleep(60)\n"
+        )],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert writer.stdout.readline().strip() == "writing"
+    writer.kill()
+    writer.wait()
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".last.ckpt.")  # what kill -9 leaves
+
+    from escx.checkpoint import atomic_torch_save
+
+    atomic_torch_save({"w": torch.ones(2)}, target)
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
