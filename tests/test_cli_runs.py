@@ -43,6 +43,16 @@ CSV_LOGGER = [
     "--trainer.logger.init_args.flush_logs_every_n_steps=1",
 ]
 
+# CSV for the loss curves, and W&B (offline) to see that a resumed run continues its W&B run.
+CSV_AND_WANDB = """
+trainer:
+  logger:
+    - class_path: lightning.pytorch.loggers.CSVLogger
+      init_args: {save_dir: logs, flush_logs_every_n_steps: 1}
+    - class_path: lightning.pytorch.loggers.WandbLogger
+      init_args: {project: escx, save_dir: ., offline: true}
+"""
+
 
 def _losses(folder: Path) -> dict[int, float]:
     """train/loss/stft per step, over every CSV version a run folder holds."""
@@ -88,19 +98,21 @@ def test_ddp_through_the_console_script_from_another_folder(corpus, tmp_path):
 
 def test_sigterm_then_resume_equals_an_uninterrupted_run(corpus, tmp_path):
     steps = 12
+    loggers = tmp_path / "loggers.yaml"
+    loggers.write_text(CSV_AND_WANDB)
+    env = _env(WANDB_MODE="offline", WANDB_SILENT="true")
+    cmd = _fit_args(corpus, ".", steps, "--config", str(loggers))
     (tmp_path / "full").mkdir()
     full = subprocess.run(
-        _fit_args(corpus, ".", steps, *CSV_LOGGER), cwd=tmp_path / "full", env=_env(),
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cmd, cwd=tmp_path / "full", env=env, capture_output=True, text=True, timeout=600
+    )
     assert full.returncode == 0, full.stderr[-2000:]
     reference = _losses(tmp_path / "full")
     assert sorted(reference) == list(range(steps))
 
     folder = tmp_path / "stopped"
     folder.mkdir()
-    cmd = _fit_args(corpus, ".", steps, *CSV_LOGGER)
-    run = subprocess.Popen(cmd, cwd=folder, env=_env(), stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(cmd, cwd=folder, env=env, stderr=subprocess.PIPE, text=True)
     _wait_for_training(run, folder, rows=3)
     run.send_signal(signal.SIGTERM)
     _, stderr = run.communicate(timeout=120)
@@ -115,7 +127,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(corpus, tmp_path):
 
     # Starting a new run in the folder is refused, and nothing in it changes.
     before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
-    again = subprocess.run(cmd, cwd=folder, env=_env(), capture_output=True, text=True)
+    again = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True)
     assert again.returncode == 2 and "Traceback" not in again.stderr
     errors = [line for line in again.stderr.splitlines() if line.startswith("escx:")]
     assert len(errors) == 1 and "--ckpt_path last" in errors[0], again.stderr
@@ -130,7 +142,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(corpus, tmp_path):
     stale.write_bytes(b"partial")
 
     resumed = subprocess.run(
-        [*cmd, "--ckpt_path", "last"], cwd=folder, env=_env(), capture_output=True, text=True,
+        [*cmd, "--ckpt_path", "last"], cwd=folder, env=env, capture_output=True, text=True,
         timeout=600,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -144,6 +156,9 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(corpus, tmp_path):
     ours, theirs = _codec_state(last), _codec_state(tmp_path / "full/checkpoints/last.ckpt")
     for name, value in theirs.items():
         torch.testing.assert_close(ours[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    # The resumed run continued the stopped run's W&B run (same id, a second offline folder).
+    runs = sorted((folder / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and len({run.name.rsplit("-", 1)[1] for run in runs}) == 1
 
 
 def test_ctrl_c_exits_130_after_writing_last_ckpt(corpus, tmp_path):
@@ -157,23 +172,6 @@ def test_ctrl_c_exits_130_after_writing_last_ckpt(corpus, tmp_path):
     assert run.returncode == 130, stderr[-2000:]
     assert "stopped by Ctrl-C" in stderr
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
-
-
-def test_resume_continues_the_same_wandb_run(corpus, tmp_path):
-    env = _env(WANDB_MODE="offline", WANDB_SILENT="true")
-    first = subprocess.run(
-        _fit_args(corpus, ".", 2), cwd=tmp_path, env=env, capture_output=True, text=True
-    )
-    assert first.returncode == 0, first.stderr[-2000:]
-    second = subprocess.run(
-        [*_fit_args(corpus, ".", 4), "--ckpt_path", "last"], cwd=tmp_path, env=env,
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert second.returncode == 0, second.stderr[-2000:]
-    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2
-    assert len({run.name.rsplit("-", 1)[1] for run in runs}) == 1  # one W&B run id
-    assert torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 4
 
 
 def test_a_killed_writer_leaves_no_temporary_after_the_next_write(tmp_path):
