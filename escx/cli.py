@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from importlib import import_module
 
-from escx.commands.common import EXIT_BAD_INPUT, CommandError, fail
+from escx.commands.common import EXIT_BAD_INPUT, EXIT_SIGINT, CommandError, fail
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         sys.stderr.write("escx: interrupted\n")
-        return 130  # the shell's code for Ctrl-C
+        return EXIT_SIGINT
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import argparse
 import sys
 
 EXIT_BAD_INPUT = 2
+# A run stopped by Ctrl-C or SIGTERM exits as the shell reports these signals (128 + signal).
+EXIT_SIGINT, EXIT_SIGTERM = 128 + 2, 128 + 15
 
 
 class CommandError(Exception):

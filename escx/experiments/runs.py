@@ -20,9 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from escx.commands.common import CommandError
+from escx.commands.common import EXIT_SIGINT, EXIT_SIGTERM, CommandError
 
-EXIT_STOPPED = (130, 143)  # Ctrl-C, SIGTERM: see escx.training.cli
+EXIT_STOPPED = (EXIT_SIGINT, EXIT_SIGTERM)  # escx fit after Ctrl-C / SIGTERM
 COMMAND_FILE = "command.txt"
 
 

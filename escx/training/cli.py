@@ -16,7 +16,7 @@ from typing import Any
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
-from escx.commands.common import CommandError
+from escx.commands.common import EXIT_SIGINT, EXIT_SIGTERM, CommandError
 from escx.config import COMPONENT_KEYS, ConfigError, check_class_names, load_yaml, registries
 from escx.data.datamodule import AudioDataModule
 from escx.training.checkpointing import EscxCheckpoint
@@ -263,9 +263,6 @@ def run_lightning(argv: list[str]) -> int:
     finally:
         sys.argv = saved
     return 0
-
-
-EXIT_SIGINT, EXIT_SIGTERM = 128 + 2, 128 + 15  # the shell's codes for these signals
 
 
 def _interrupted_exit_code(stop: SystemExit) -> int | None:
