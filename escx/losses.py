@@ -1,6 +1,10 @@
-"""Reconstruction losses: ESC's complex-STFT and multi-scale mel losses, plus auraloss's MR-STFT.
+"""Reconstruction losses: ESC's complex-STFT and multi-scale mel losses, plus terms from the wider
+literature that learn phase and waveform (waveform L1, SI-SDR, magnitude-compressed complex
+spectrum) and auraloss's MR-STFT.
 
-Every loss is an ``nn.Module`` whose ``forward`` returns a scalar (mean over the batch). The keys of
+Every loss is an ``nn.Module`` whose ``forward`` returns a scalar (mean over the batch). Its
+``domain`` says what it compares: ``"spectrum"`` losses take the decoder's predicted spectrum and
+the input's STFT, ``"audio"`` losses the reconstructed and the input waveform. The keys of
 :data:`RECONSTRUCTION_LOSSES` are the names used in a ``loss_weights`` map and in logged metric
 names (``train/loss/mel``). ESC's weights are in ``ESC.md`` 3.5: non-adversarial stft 1.0 and
 mel 0.25; adversarial stft 0.0 and mel 15.0.
@@ -14,6 +18,7 @@ import auraloss
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchmetrics.functional.audio import scale_invariant_signal_distortion_ratio
 
 from escx.mel import ESC_MEL_BANDS, ESC_MEL_WINDOWS, MultiScaleMel
 
@@ -34,6 +39,11 @@ def power_law_compress(x: Tensor, power: float = 0.3, eps: float = 1e-10) -> Ten
     return torch.sign(x) * (x.abs() + eps) ** power
 
 
+def _as_channels(spec: Tensor) -> Tensor:
+    """Complex (B, F, T) -> real (B, 2, F, T); a real (B, 2, F, T) passes through."""
+    return torch.view_as_real(spec).movedim(-1, 1) if spec.is_complex() else spec
+
+
 class ComplexSTFTLoss(nn.Module):
     """ESC's complex spectrum loss: MSE between power-law compressed real/imag parts.
 
@@ -41,6 +51,8 @@ class ComplexSTFTLoss(nn.Module):
         power: compression exponent (ESC: 0.3).
         eps: added to ``|x|`` before the power (ESC: 1e-10).
     """
+
+    domain = "spectrum"
 
     def __init__(self, power: float = 0.3, eps: float = 1e-10) -> None:
         super().__init__()
@@ -58,10 +70,7 @@ class ComplexSTFTLoss(nn.Module):
         Returns:
             Scalar: mean over batch, channels, frequency and time.
         """
-        if pred_spec.is_complex():
-            pred_spec = torch.view_as_real(pred_spec).movedim(-1, 1)
-        if target_spec.is_complex():
-            target_spec = torch.view_as_real(target_spec).movedim(-1, 1)
+        pred_spec, target_spec = _as_channels(pred_spec), _as_channels(target_spec)
         _check_same_shape("ComplexSTFTLoss", pred_spec, target_spec, 4, "(B, 2, F, T)")
         if pred_spec.shape[1] != 2:
             raise ValueError(
@@ -90,6 +99,8 @@ class MultiScaleMelLoss(nn.Module):
         log_weight: weight of the log-magnitude L1 term.
         clamp_eps: floor on mel magnitudes before the log.
     """
+
+    domain = "audio"
 
     def __init__(
         self,
@@ -149,6 +160,8 @@ class MultiResolutionSTFTLoss(nn.Module):
         w_lin_mag: weight of the L1 linear-magnitude term.
     """
 
+    domain = "audio"
+
     def __init__(
         self,
         fft_sizes: Sequence[int] = (1024, 2048, 512),
@@ -193,9 +206,106 @@ class MultiResolutionSTFTLoss(nn.Module):
             return self.loss(pred_audio.float()[:, None], target_audio.float()[:, None])
 
 
+class CompressedComplexSpectrumLoss(nn.Module):
+    """Magnitude-compressed complex spectrum loss (Braun & Tashev 2021, "A consolidated view of
+    loss functions for supervised deep learning-based speech enhancement").
+
+    The modulus is compressed and the phase kept, ``X_c = |X| ** power * exp(i * angle(X))``, and
+    the loss mixes a complex and a magnitude-only MSE:
+    ``complex_weight * |P_c - T_c|^2 + (1 - complex_weight) * (|P|^p - |T|^p)^2``, averaged over
+    batch, bins and frames. Unlike ESC's loss, which compresses real and imaginary parts
+    separately (so near-zero bins, whose compressed values change fastest, dominate the gradient),
+    this one weighs each bin by its compressed level and still penalises phase errors.
+
+    Args:
+        power: compression exponent of the modulus (0.3 in the paper).
+        complex_weight: share of the complex term (0.3 in the paper).
+        eps: floor on the modulus before the power, which keeps gradients finite at silence.
+    """
+
+    domain = "spectrum"
+
+    def __init__(self, power: float = 0.3, complex_weight: float = 0.3, eps: float = 1e-8) -> None:
+        super().__init__()
+        if not 0.0 <= complex_weight <= 1.0:
+            raise ValueError(f"complex_weight must be in [0, 1], got {complex_weight}")
+        self.power, self.complex_weight, self.eps = power, complex_weight, eps
+
+    def forward(self, pred_spec: Tensor, target_spec: Tensor) -> Tensor:
+        """Compute the loss.
+
+        Args:
+            pred_spec: predicted spectrum ``(B, 2, F, T)`` (real, imaginary) or complex
+                ``(B, F, T)``.
+            target_spec: STFT of the input audio, same layout.
+
+        Returns:
+            Scalar loss (float32).
+        """
+        pred_spec, target_spec = _as_channels(pred_spec), _as_channels(target_spec)
+        _check_same_shape(
+            "CompressedComplexSpectrumLoss", pred_spec, target_spec, 4, "(B, 2, F, T)"
+        )
+        with torch.autocast(device_type=pred_spec.device.type, enabled=False):
+            pred, target = self._compress(pred_spec.float()), self._compress(target_spec.float())
+            complex_term = F.mse_loss(pred[0], target[0])
+            magnitude_term = F.mse_loss(pred[1], target[1])
+        return self.complex_weight * complex_term + (1 - self.complex_weight) * magnitude_term
+
+    def _compress(self, spec: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, 2, F, T) -> compressed spectrum (B, 2, F, T) and compressed modulus (B, F, T)."""
+        modulus = spec.pow(2).sum(1).add(self.eps**2).sqrt()
+        compressed = modulus.pow(self.power)
+        # spec / modulus is the unit phasor; the eps floor keeps silent bins at a finite gradient.
+        return spec * (compressed / modulus).unsqueeze(1), compressed
+
+
+class WaveformL1Loss(nn.Module):
+    """Mean absolute sample error, as in the time-domain terms of SoundStream/EnCodec-style codecs.
+
+    It fixes the output's phase and level directly, which spectral losses alone learn slowly.
+    """
+
+    domain = "audio"
+
+    def forward(self, pred_audio: Tensor, target_audio: Tensor) -> Tensor:
+        """Scalar mean of ``|pred - target|`` over ``(B, L)`` (float32)."""
+        _check_same_shape("WaveformL1Loss", pred_audio, target_audio, 2, "(B, L)")
+        return F.l1_loss(pred_audio.float(), target_audio.float())
+
+
+class SISDRLoss(nn.Module):
+    """Negative scale-invariant SDR in dB (Le Roux et al. 2019), torchmetrics' implementation.
+
+    Minimising it aligns the waveform up to a gain, the quantity the SI-SDR metric reports. Its
+    value is about -SI-SDR, so it is negative once reconstructions are better than 0 dB.
+
+    Args:
+        zero_mean: remove each signal's mean first (the metric's convention).
+    """
+
+    domain = "audio"
+
+    def __init__(self, zero_mean: bool = True) -> None:
+        super().__init__()
+        self.zero_mean = zero_mean
+
+    def forward(self, pred_audio: Tensor, target_audio: Tensor) -> Tensor:
+        """Scalar ``-mean(SI-SDR)`` over the batch of ``(B, L)`` signals (float32)."""
+        _check_same_shape("SISDRLoss", pred_audio, target_audio, 2, "(B, L)")
+        with torch.autocast(device_type=pred_audio.device.type, enabled=False):
+            sisdr = scale_invariant_signal_distortion_ratio(
+                pred_audio.float(), target_audio.float(), zero_mean=self.zero_mean
+            )
+        return -sisdr.mean()
+
+
 # Loss-weight names (the keys of ``loss_weights``) -> loss classes.
 RECONSTRUCTION_LOSSES: dict[str, type[nn.Module]] = {
     "stft": ComplexSTFTLoss,
     "mel": MultiScaleMelLoss,
     "mrstft": MultiResolutionSTFTLoss,
+    "compressed_spectrum": CompressedComplexSpectrumLoss,
+    "waveform": WaveformL1Loss,
+    "sisdr": SISDRLoss,
 }

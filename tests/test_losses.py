@@ -10,8 +10,11 @@ import torch
 from escx.losses import (
     RECONSTRUCTION_LOSSES,
     ComplexSTFTLoss,
+    CompressedComplexSpectrumLoss,
     MultiResolutionSTFTLoss,
     MultiScaleMelLoss,
+    SISDRLoss,
+    WaveformL1Loss,
     power_law_compress,
 )
 from escx.mel import ESC_MEL_BANDS, ESC_MEL_WINDOWS, MultiScaleMel, hz_to_mel, mel_filterbank
@@ -246,4 +249,46 @@ def test_reconstruction_loss_names() -> None:
         "stft": ComplexSTFTLoss,
         "mel": MultiScaleMelLoss,
         "mrstft": MultiResolutionSTFTLoss,
+        "compressed_spectrum": CompressedComplexSpectrumLoss,
+        "waveform": WaveformL1Loss,
+        "sisdr": SISDRLoss,
     }
+    for cls in RECONSTRUCTION_LOSSES.values():
+        assert cls.domain in ("spectrum", "audio")
+
+
+def test_waveform_l1_is_mean_absolute_error() -> None:
+    target = _noise(length=800)
+    pred = target + 0.25
+    assert WaveformL1Loss()(pred, target).item() == pytest.approx(0.25, rel=1e-5)
+    with pytest.raises(ValueError, match=r"\(B, L\)"):
+        WaveformL1Loss()(pred[:, :-1], target)
+
+
+def test_sisdr_loss_is_minus_sisdr_and_ignores_gain() -> None:
+    target = _noise(length=8000)
+    noisy = target + 0.1 * _noise(length=8000, seed=1)
+    loss = SISDRLoss()
+    # 0.1 x noise of the same power: SI-SDR close to 20 dB, so the loss is close to -20.
+    assert loss(noisy, target).item() == pytest.approx(-20.0, abs=1.0)
+    assert loss(3.0 * noisy, target).item() == pytest.approx(loss(noisy, target).item(), abs=1e-3)
+    pred = noisy.clone().requires_grad_()
+    loss(pred, target).backward()
+    assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+
+
+def test_compressed_spectrum_loss_sees_phase_and_level() -> None:
+    generator = torch.Generator().manual_seed(0)
+    target = torch.randn(2, 2, 16, 10, generator=generator)
+    loss = CompressedComplexSpectrumLoss()
+    assert loss(target.clone(), target).item() == pytest.approx(0.0, abs=1e-6)
+    # Same magnitudes, opposite phase: only the complex part (weight 0.3) is non-zero.
+    flipped = loss(-target, target).item()
+    magnitude_only = CompressedComplexSpectrumLoss(complex_weight=0.0)(-target, target).item()
+    assert flipped > 0.1 and magnitude_only == pytest.approx(0.0, abs=1e-6)
+    # Silent prediction: finite gradients despite the zero modulus.
+    silent = torch.zeros_like(target, requires_grad=True)
+    loss(silent, target).backward()
+    assert torch.isfinite(silent.grad).all()
+    with pytest.raises(ValueError, match="complex_weight"):
+        CompressedComplexSpectrumLoss(complex_weight=1.5)

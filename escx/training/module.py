@@ -37,7 +37,8 @@ class CodecModule(L.LightningModule):
     Args:
         codec: the codec to train (default ESC-Base).
         discriminators: discriminators for adversarial training; empty: none.
-        loss_weights: ``{term: weight}`` over stft, mel, mrstft, commit, codebook, adversarial,
+        loss_weights: ``{term: weight}`` over the reconstruction losses (stft, mel, mrstft,
+            compressed_spectrum, waveform, sisdr), commit, codebook, adversarial,
             feature_matching (default ESC-Base: stft 1, mel 0.25, commit 0.25, codebook 1).
         pretrain_steps: batches trained with the quantizer bypassed before codebooks switch on.
         adversarial_start: first batch with discriminator updates (None: after pre-training).

@@ -27,8 +27,9 @@ class Objective(nn.Module):
     """Weighted sum of reconstruction, VQ and (optionally) adversarial terms.
 
     Args:
-        loss_weights: ``{term: weight}``; terms: stft, mel, mrstft, commit, codebook,
-            adversarial, feature_matching.
+        loss_weights: ``{term: weight}``; terms: the reconstruction losses of
+            :data:`escx.losses.RECONSTRUCTION_LOSSES` (stft, mel, mrstft, compressed_spectrum,
+            waveform, sisdr), commit, codebook, adversarial, feature_matching.
         adversarial_loss: "lsgan" (ESC, DAC) or "hinge" (EnCodec).
         sample_rate: audio rate for the mel loss.
     """
@@ -69,7 +70,7 @@ class Objective(nn.Module):
         """Unweighted terms for the codec; adversarial ones only when ``fake`` is given."""
         terms: dict[str, Tensor] = {}
         for name, loss in self.reconstruction.items():
-            if name == "stft":
+            if loss.domain == "spectrum":
                 terms[name] = loss(out.spec, out.target_spec)
             else:
                 terms[name] = loss(out.audio, audio)
