@@ -221,3 +221,14 @@ def test_list_unknown_kind_fails_in_one_line(capsys: pytest.CaptureFixture) -> N
     assert captured.out == ""
     err = captured.err.strip()
     assert "\n" not in err and "unknown kind 'widgets'" in err and "quantizer" in err
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (EXPERIMENTS / "recipes").glob("*.yaml")))
+def test_recipes_change_training_not_the_model(recipe: str) -> None:
+    """A recipe overlay keeps the architecture: same parameter count and state-dict keys."""
+    path = EXPERIMENTS / "recipes" / recipe
+    for preset in ([BASE], [BASE, EXPERIMENTS / "tiny.yaml"]):
+        plain = escx.build_codec(*preset).state_dict()
+        with_recipe = escx.build_codec(*preset, path).state_dict()
+        assert plain.keys() == with_recipe.keys()
+        assert all(plain[k].shape == with_recipe[k].shape for k in plain)

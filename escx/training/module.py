@@ -113,7 +113,12 @@ class CodecModule(L.LightningModule):
             optimizers.append(self.disc_optimizer_factory(self.discriminator.parameters()))
         if self.scheduler_factory is None:
             return optimizers
-        return optimizers, [self.scheduler_factory(optimizers[0])]
+        scheduler = self.scheduler_factory(optimizers[0])
+        # Schedules whose length defaults to the run's budget (WarmupCosineLR) learn it here.
+        bind = getattr(scheduler, "bind_total_steps", None)
+        if bind is not None and self._trainer is not None:
+            bind(self.trainer.max_steps)
+        return optimizers, [scheduler]
 
     def _optimizers(self) -> tuple[Any, Any | None]:
         opts = self.optimizers()
@@ -166,6 +171,7 @@ class CodecModule(L.LightningModule):
         logs.update({f"train/loss/{name}": value.detach() for name, value in terms.items()})
         logs["train/loss/total"] = total.detach()
         logs["train/streams"] = torch.tensor(float(streams))
+        logs["train/lr"] = torch.tensor(float(opt_g.param_groups[0]["lr"]))
         logs["train/phase"] = torch.tensor(float(list(Phase).index(phase)))
         # Dead-entry restarts of this batch, per stream (empty unless dead_threshold is set).
         restarts = getattr(getattr(self.codec, "quantizer", None), "pop_restart_counts", dict)()
