@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,20 @@ def test_load_codec_precision(model):
 def test_readme_documents_bench_and_precision():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert "escx bench" in readme and "--precision bf16" in readme
+
+
+def test_recipe_probe_prints_one_json_line_per_evaluation(tmp_path, small_config):
+    for split, count in (("train", 2), ("val", 3)):
+        for i in range(count):
+            write_wav(tmp_path / split / f"{i}.wav", speech_like(19_200, seed=i))
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "recipe_probe.py"
+    args = [sys.executable, str(script), "--data", str(tmp_path), "--steps", "2",
+            "--eval-every", "1", "--eval-files", "1",
+            "--batch", "2", "--segment", "4000", "--config", small_config,
+            "--loss", '{"compressed_spectrum": 1, "waveform": 10, "sisdr": 0.1}']  # fmt: skip
+    done = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [row["step"] for row in rows] == [1, 2]
+    assert set(rows[0]["loss"]) == {"compressed_spectrum", "waveform", "sisdr"}
+    assert all(row["pesq"] >= 1.0 and row["sisdr"] < 100 for row in rows)
