@@ -2,7 +2,7 @@
 
 ``tests/fixtures/reference_training/training.pt`` holds a tiny reference ESC (CS-RVQ + Swin), six
 batches of speech, the stream count of every step, and what the reference trainer computed over
-six steps with pre-training ending after step 3 (its README says how it was made). The same
+six steps, three of them pre-training (its README says how it was made). The same
 weights, converted to escx, trained by CodecModule under a Lightning Trainer on the same batches
 and stream counts must give the same per-step loss terms and the same final weights.
 
