@@ -1,7 +1,8 @@
 """CodecModule: the LightningModule that trains any registered codec.
 
 One ``training_step`` runs the phase schedule (pre-training with the quantizer bypassed, then
-quantized training with a fresh generator optimizer, optionally adversarial), quantizer dropout
+quantized training, with a fresh generator optimizer from the second quantized batch, optionally
+adversarial), quantizer dropout
 drawn once per batch, the weighted objective, and manual optimization of one or two optimizers
 (manual because the optimizer is renewed at the phase switch and the discriminator has its own
 optimizer and clipping, ESC.md 3.2-3.5).
@@ -33,6 +34,19 @@ def adamw(params: Iterable) -> torch.optim.Optimizer:
 
 class CodecModule(L.LightningModule):
     """Trains a codec with ESC's recipe by default (ESC.md section 3).
+
+    The recipe trains step for step like the reference trainer; two of its details are kept on
+    purpose (both checked against numbers from the reference in
+    ``tests/test_reference_training.py``):
+
+    * The generator optimizer is renewed (moments and step counts forgotten) at the start of the
+      *second* quantized batch, batch ``pretrain_steps + 1``: the reference creates its new AdamW
+      there, so its first quantized batch is still stepped by the pre-training optimizer.
+    * Every parameter the generator optimizer steps gets a gradient on every batch, zero where
+      the batch did not use it (streams dropped by quantizer dropout, codebooks during
+      pre-training). The reference multiplies unused streams by zero instead of skipping them, so
+      AdamW keeps applying weight decay and momentum to them; escx skips the work and fills in the
+      zeros.
 
     Args:
         codec: the codec to train (default ESC-Base).
@@ -127,8 +141,23 @@ class CodecModule(L.LightningModule):
 
     @staticmethod
     def _renew(optimizer: Any) -> None:
-        """Forget the optimizer's moments: the fresh optimizer of ESC.md 3.4, same settings."""
+        """Forget the optimizer's moments and step counts: a fresh optimizer, same settings."""
         optimizer.optimizer.state = defaultdict(dict)
+
+    @staticmethod
+    def _zero_missing_grads(optimizer: Any) -> None:
+        """Give every parameter the optimizer steps a gradient, zero where the batch left none.
+
+        The reference runs every stream's quantizer in training and multiplies the unused ones'
+        output and losses by zero (and the codebooks' during pre-training), so each parameter gets
+        a zero gradient, never none, and AdamW still applies weight decay, carries the moments on
+        and counts the step for it. escx skips the unused work, so autograd leaves those gradients
+        unset and AdamW would skip the parameters; zeros restore the reference's update.
+        """
+        for group in optimizer.optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is None and p.requires_grad:
+                    p.grad = torch.zeros_like(p)
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         """One batch: optional discriminator update, then the codec update."""
@@ -136,7 +165,7 @@ class CodecModule(L.LightningModule):
         index = self.batches_seen
         phase = self.schedule.phase(index)
         opt_g, opt_d = self._optimizers()
-        if self.schedule.starts_quantization(index):
+        if self.schedule.renews_optimizer(index):
             self._renew(opt_g)
         pretrain = phase is Phase.PRETRAIN
         streams = self.codec.max_streams if pretrain else self.dropout.draw(index)
@@ -158,6 +187,7 @@ class CodecModule(L.LightningModule):
         total = self.objective.total(terms)
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(total)
+        self._zero_missing_grads(opt_g)
         if self.grad_clip:
             self.clip_gradients(opt_g, self.grad_clip, "norm")
         opt_g.step()

@@ -51,9 +51,15 @@ class PhaseSchedule:
             return Phase.ADVERSARIAL
         return Phase.QUANTIZED
 
-    def starts_quantization(self, batches_seen: int) -> bool:
-        """True on the first quantized batch after a pre-training phase (fresh optimizer)."""
-        return self.pretrain_steps > 0 and batches_seen == self.pretrain_steps
+    def renews_optimizer(self, batches_seen: int) -> bool:
+        """True on the batch that starts with a fresh generator optimizer: the second quantized one.
+
+        The reference trainer creates its new AdamW at the top of the batch whose index (0-based)
+        is ``pretrain_steps + 1``, so the first quantized batch still steps the pre-training
+        optimizer (its moments, and its step count in the bias correction). escx renews on the
+        same batch, to train step for step like the reference.
+        """
+        return self.pretrain_steps > 0 and batches_seen == self.pretrain_steps + 1
 
 
 class QuantizerDropout:
