@@ -4,7 +4,7 @@ One ``training_step`` runs the phase schedule (pre-training with the quantizer b
 quantized training with a fresh generator optimizer, optionally adversarial), quantizer dropout
 drawn once per batch, the weighted objective, and manual optimization of one or two optimizers
 (manual because the optimizer is renewed at the phase switch and the discriminator has its own
-optimizer and clipping, ESC.md 3.2-3.5).
+optimizer and clipping, docs/esc.md §13.2-§13.5).
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from escx.training.validation import BitrateMetrics
 
 
 def adamw(params: Iterable) -> torch.optim.Optimizer:
-    """ESC's optimizer (ESC.md 3.2): AdamW, lr 1e-4, betas (0.9, 0.999), weight decay 0.01."""
+    """ESC's optimizer (docs/esc.md §13.2): AdamW, lr 1e-4, betas (0.9, 0.999), decay 0.01."""
     return torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.999), weight_decay=0.01)
 
 
 class CodecModule(L.LightningModule):
-    """Trains a codec with ESC's recipe by default (ESC.md section 3).
+    """Trains a codec with ESC's recipe by default (docs/esc.md §13).
 
     Args:
         codec: the codec to train (default ESC-Base).
@@ -121,7 +121,7 @@ class CodecModule(L.LightningModule):
 
     @staticmethod
     def _renew(optimizer: Any) -> None:
-        """Forget the optimizer's moments: the fresh optimizer of ESC.md 3.4, same settings."""
+        """Forget the optimizer's moments: docs/esc.md §13.4's fresh optimizer, same settings."""
         optimizer.optimizer.state = defaultdict(dict)
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
