@@ -97,8 +97,11 @@ class NonFiniteLossError(FloatingPointError):
 def check_finite(terms: Mapping[str, Tensor], batch_index: int) -> None:
     """Stop the run with a clear message when any term is not finite."""
     for name, value in terms.items():
-        if not torch.isfinite(value).all():
+        finite = torch.isfinite(value)
+        if not finite.all():
+            # Detached: converting a tensor that requires grad to a number makes torch warn.
+            bad = float(value.detach()[~finite].flatten()[0])
             raise NonFiniteLossError(
-                f"non-finite loss at batch {batch_index}: term {name!r} = {float(value)}; "
+                f"non-finite loss at batch {batch_index}: term {name!r} = {bad}; "
                 "lower the learning rate, check the data, or resume from an earlier checkpoint"
             )
