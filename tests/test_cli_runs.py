@@ -116,11 +116,13 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(corpus, tmp_path):
     steps = 12
     loggers = tmp_path / "loggers.yaml"
     loggers.write_text(CSV_AND_WANDB)
-    env = _env(WANDB_MODE="offline")  # not WANDB_SILENT: W&B's own warnings must show here
+    env = _env(WANDB_MODE="offline", WANDB_SILENT="true")
     cmd = _fit_args(corpus, ".", steps, "--config", str(loggers))
     (tmp_path / "full").mkdir()
+    # Not silent: W&B's own warnings must show in this run for the noise check below.
+    loud = {k: v for k, v in env.items() if k != "WANDB_SILENT"}
     full = subprocess.run(
-        cmd, cwd=tmp_path / "full", env=env, capture_output=True, text=True, timeout=600
+        cmd, cwd=tmp_path / "full", env=loud, capture_output=True, text=True, timeout=600
     )
     assert full.returncode == 0, full.stderr[-2000:]
     _assert_quiet(full.stdout + full.stderr)  # a plain run prints no third-party noise
