@@ -1,10 +1,10 @@
 """Chunked vs whole-file coding on real speech: are the seams inaudible?
 
-Concatenates validation speech (``../shared/speech/val``) to about ``--seconds`` seconds, encodes
-and decodes it with a random-weight ESC-Base (seed 0) once as a whole and once in chunks
-(escx.chunking) for each ``--context`` (in code frames), and reports per context: the fraction of
-identical codes, and for decoding the same codes chunked vs whole: max abs difference, SNR, PESQ-wb
-and mel distance of the chunked output against the whole-file output.
+Concatenates validation speech (``--speech``, default ``data/val`` from ``make data``) to about
+``--seconds`` seconds, encodes and decodes it with a random-weight ESC-Base (seed 0) once as a whole
+and once in chunks (escx.chunking) for each ``--context`` (in code frames), and reports per context:
+the fraction of identical codes, and for decoding the same codes chunked vs whole: max abs
+difference, SNR, PESQ-wb and mel distance of the chunked output against the whole-file output.
 
     python benchmarks/chunked_vs_whole.py --seconds 60 --context 0 10 50
 """
@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "speech" / "val"
+SPEECH = Path(__file__).resolve().parents[1] / "data" / "val"
 
 
 def main() -> int:
@@ -36,7 +36,7 @@ def main() -> int:
     from escx.codecs.stft_codec import ESC
     from escx.metrics import MelDistance, PESQWideband
 
-    files = sorted(args.speech.rglob("*.flac"))
+    files = sorted(p for p in args.speech.rglob("*") if p.suffix in (".flac", ".wav"))
     if not files:
         raise SystemExit(f"no speech under {args.speech}")
     parts, total = [], 0

@@ -1,4 +1,4 @@
-"""Adversarial losses and a wrapper that runs several discriminators as one (ESC.md 3.5).
+"""Adversarial losses and a wrapper that runs several discriminators as one (docs/esc.md §13.6).
 
 Conventions (those of :class:`escx.discriminators.base.Discriminator`): ``logits`` is a list
 with one score map per sub-discriminator; ``features`` a list with, per sub-discriminator, the
@@ -68,7 +68,7 @@ def discriminator_loss(
 ) -> Tensor:
     """Discriminator loss: real audio should score 1 (or more), generated audio 0 (or -1 or less).
 
-    * ``lsgan``: ``sum_k mean(D_k(fake)**2) + mean((1 - D_k(real))**2)`` (ESC.md 3.5).
+    * ``lsgan``: ``sum_k mean(D_k(fake)**2) + mean((1 - D_k(real))**2)`` (docs/esc.md §13.6).
     * ``hinge``: ``sum_k mean(relu(1 - D_k(real))) + mean(relu(1 + D_k(fake)))``.
 
     Pass the scores of *detached* generated audio so this loss does not reach the generator.
@@ -105,8 +105,8 @@ def feature_matching_loss(
 ) -> Tensor:
     """Sum over sub-discriminators and intermediate maps of ``L1(fake, stopgrad(real))``.
 
-    ESC.md 3.5: "sum over all intermediate feature maps of L1(f(y_hat), sg f(y))", each L1 a mean
-    over the map's elements, as in DAC (the logits are not features; see the module docstring).
+    ESC sums the L1 distances over every intermediate feature map (docs/esc.md §13.5), each L1 a
+    mean over the map's elements, as in DAC (the logits are not features; see the module docstring).
 
     Args:
         real_features: ``features`` returned by a discriminator for real audio.

@@ -2,8 +2,8 @@
 
 Everything is decoded with ``soundfile`` (libsndfile: WAV, FLAC, OGG/Vorbis, MP3) and resampled
 with ``scipy.signal.resample_poly`` using the rational factor ``target/g : sr/g`` with
-``g = gcd(sr, target)``; there is no torchaudio on the machines escx is built on (ENV.md). Codecs
-work on 16 kHz mono speech (ESC.md 1.1), so every reader returns a mono float32 tensor at the
+``g = gcd(sr, target)``; escx does not depend on torchaudio. Codecs
+work on 16 kHz mono speech (docs/esc.md §2), so every reader returns a mono float32 tensor at the
 requested rate, plus an :class:`AudioInfo` describing the original file so callers can say what was
 converted.
 """

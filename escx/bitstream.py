@@ -4,8 +4,8 @@ A file is a 36-byte header followed by one block per stream, **coarsest stream f
 holds the codes of one stream bit-packed at ``bits_per_code`` bits each, zero-padded to a whole
 byte, then a CRC32 of the block. All blocks of a file have the same size, so the header alone
 gives the file size and ``header + first k blocks`` is the payload of a k-stream file: lowering the
-bitrate (ESC's cross-scale RVQ decodes any prefix of streams, see ESC.md) is a header rewrite plus
-a cut, never a re-encode. The byte layout, bit order and versioning policy are in
+bitrate (ESC's cross-scale RVQ decodes any prefix of streams, docs/esc.md §8) is a header rewrite
+plus a cut, never a re-encode. The byte layout, bit order and versioning policy are in
 docs/bitstream.md; every reader error is a :class:`BitstreamError` with a one-line message.
 """
 

@@ -3,14 +3,14 @@
 A long input is cut into chunks of ``chunk_frames`` code frames. Each chunk is coded together with
 ``context_frames`` frames of real neighbouring audio (or codes) on each side and only the codes
 (or samples) of its central part are kept. Every layer of ESC is local in time (4-patch Swin
-windows shifted by 2, ESC.md 1.4; small convolutions in the patch (de-)embedding; the STFT), so
+windows shifted by 2, docs/esc.md §5; small convolutions in the patch (de-)embedding; the STFT), so
 the model has a finite receptive field and a kept frame whose receptive field fits inside its
 chunk's context is coded exactly as in whole-file coding. Measured on 60 s of speech with a
 random-weight ESC-Base: 20 frames (0.4 s) of context already give bit-identical codes and audio;
 ESC-Large has twice the Swin blocks, hence the default of 1 s (50 frames).
 
 Chunk boundaries are multiples of ``align`` code frames. For ESC (2 time patches per code frame,
-ESC.md 1.1) ``align = 2`` puts every boundary on a multiple of 4 time patches, so the (shifted)
+docs/esc.md §3) ``align = 2`` puts every boundary on a multiple of 4 time patches, so the (shifted)
 4x4 attention windows of a chunk coincide with those of the whole file; the reflect padding of the
 STFT and the Swin grid padding only touch the discarded context. Audio is zero-padded to whole
 code frames exactly as :class:`~escx.codecs.stft_codec.STFTCodec` pads a whole file, so the last

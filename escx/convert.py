@@ -6,7 +6,7 @@ keyword arguments). The conversion rebuilds the same architecture from escx comp
 (:class:`~escx.codecs.stft_codec.STFTCodec` with Swin or conv backbones and CS-RVQ or bottleneck
 product RVQ) and maps every tensor by name. It is strict: every reference tensor is used exactly
 once and every escx parameter and persistent buffer is filled, so a converted codec computes
-what the reference computes (ESC.md 1.1-1.9). Constant buffers the reference stores but escx
+what the reference computes (docs/esc.md §2-§9). Constant buffers the reference stores but escx
 recomputes (STFT windows, Swin relative-position indices) are skipped.
 """
 
@@ -153,10 +153,10 @@ def _resolve_config(ref_config: dict, ref_state: dict[str, Tensor]) -> tuple[str
         cfg["backbone"] = "convolution" if conv else "transformer"
     n_scales, streams = len(cfg["h_dims"]), cfg["max_streams"]
     if kind == "csrvq":
-        # 9kbps_csvq_conv.yaml says `codebook_dim` for ESC's `codebook_dims` (ESC.md 5.2).
+        # 9kbps_csvq_conv.yaml says `codebook_dim` for ESC's `codebook_dims` (docs/esc.md §16).
         dims = given.get("codebook_dims", given.get("codebook_dim", cfg["codebook_dims"]))
         cfg["codebook_dims"] = [dims] * streams if isinstance(dims, int) else list(dims)
-    elif isinstance(cfg["codebook_dim"], (list, tuple)):  # 9kbps_rvq_conv.yaml (ESC.md 5.2)
+    elif isinstance(cfg["codebook_dim"], (list, tuple)):  # 9kbps_rvq_conv.yaml (docs/esc.md §16)
         cfg["codebook_dim"] = cfg["codebook_dim"][0] if len(set(cfg["codebook_dim"])) == 1 else 0
     checks = [
         (cfg["backbone"] in _BACKBONES, f"backbone must be one of {_BACKBONES}"),

@@ -6,7 +6,7 @@ Every loss is an ``nn.Module`` whose ``forward`` returns a scalar (mean over the
 ``domain`` says what it compares: ``"spectrum"`` losses take the decoder's predicted spectrum and
 the input's STFT, ``"audio"`` losses the reconstructed and the input waveform. The keys of
 :data:`RECONSTRUCTION_LOSSES` are the names used in a ``loss_weights`` map and in logged metric
-names (``train/loss/mel``). ESC's weights are in ``ESC.md`` 3.5: non-adversarial stft 1.0 and
+names (``train/loss/mel``). ESC's weights are in docs/esc.md §13.5: non-adversarial stft 1.0 and
 mel 0.25; adversarial stft 0.0 and mel 15.0.
 """
 
@@ -34,7 +34,8 @@ def _check_same_shape(name: str, pred: Tensor, target: Tensor, ndim: int, layout
 def power_law_compress(x: Tensor, power: float = 0.3, eps: float = 1e-10) -> Tensor:
     """Compress magnitudes elementwise while keeping signs: ``sign(x) * (|x| + eps) ** power``.
 
-    Applied to the real and imaginary parts separately (ESC.md 3.5), not to the complex modulus.
+    Applied to the real and imaginary parts separately (docs/esc.md §13.5), not to the complex
+    modulus.
     """
     return torch.sign(x) * (x.abs() + eps) ** power
 
@@ -87,8 +88,8 @@ class ComplexSTFTLoss(nn.Module):
 class MultiScaleMelLoss(nn.Module):
     """ESC's multi-scale mel loss: per scale ``L1(mel) + L1(log10(clamp(mel, eps) ** 2))``.
 
-    The terms are summed over the scales (ESC.md 3.5); each L1 is a mean over batch, bands and
-    frames. ESC keeps the linear-magnitude term (``linear_weight=1``); DAC's configs drop it
+    The terms are summed over the scales (docs/esc.md §13.5); each L1 is a mean over batch, bands
+    and frames. ESC keeps the linear-magnitude term (``linear_weight=1``); DAC's configs drop it
     (``linear_weight=0``).
 
     Args:

@@ -1,6 +1,6 @@
 """Mel filterbanks and ESC's multi-scale magnitude mel spectrogram.
 
-ESC (``ESC.md`` 3.5, 3.7) computes its mel loss and its mel-distance metric on 7 scales: windows
+ESC (docs/esc.md §13.5, §14) computes its mel loss and its mel-distance metric on 7 scales: windows
 32 ... 2048 samples (n_fft = window, hop = window / 4, periodic Hann, centred, reflect padding)
 with 5 ... 320 HTK mel bands over 0-8 kHz, on magnitude (power 1) spectra. The reference uses
 torchaudio's ``MelSpectrogram``; torchaudio is not a dependency here, so the filterbank is built

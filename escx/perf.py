@@ -1,8 +1,8 @@
 """Speed switches: escx's CPU kernels, the straightforward path, the allocator.
 
 escx differs from a plain PyTorch transcription of ESC in these ways, each chosen after
-profiling ESC-Base on a 2-core CPU (``escx bench`` measures them; ESC.md 2.3 has the reference's
-profile, where the full-resolution Swin stages and the de-embedding dominate):
+profiling ESC-Base on a 2-core CPU (``escx bench`` measures them; docs/esc.md §12.2 has the
+reference's profile, where the full-resolution Swin stages and the de-embedding dominate):
 
 * **Composed de-embedding** (:mod:`escx.backbones.deembed`), training and inference: the
   reference's two convolutions around a pixel shuffle are one linear map, computed as one small

@@ -1,4 +1,4 @@
-"""Complex STFT front end (ESC.md 1.1) that works for any input length.
+"""Complex STFT front end (docs/esc.md §2) that works for any input length.
 
 The reference codec takes the one-sided complex STFT (n_fft 382, 20 ms Hann window, 5 ms hop,
 centred, reflect padding) as a 2-channel image (B, 2, 192, T) and inverts the decoder's predicted

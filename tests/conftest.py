@@ -30,7 +30,7 @@ from escx.config import registries  # noqa: E402
 # (123 s vs 18 s for test_contracts + test_codec with another job running).
 torch.set_num_threads(1)
 
-# Small widths: encoder dims run fine -> coarse, decoder dims coarse -> fine (ESC.md 1.3 order).
+# Small widths: encoder dims run fine -> coarse, decoder dims coarse -> fine (docs/esc.md §4 order).
 SMALL_OPTIONS: dict[str, dict[str, Any]] = {
     "encoder": {"dims": (8, 8, 8, 8, 8, 16), "heads": (1, 1, 1, 1, 1)},
     "decoder": {"dims": (16, 8, 8, 8, 8, 8), "heads": (1, 1, 1, 1, 1)},

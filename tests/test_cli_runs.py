@@ -1,5 +1,6 @@
 """Training runs through the installed ``escx`` command, as a user types it: multi-process DDP,
-SIGTERM and Ctrl-C with exact resume, one run per folder, W&B run continued, drivers that stop."""
+SIGTERM and Ctrl-C with exact resume, one run per folder, W&B run continued, drivers that stop,
+and no third-party noise in a run's output."""
 
 from __future__ import annotations
 
@@ -54,6 +55,21 @@ trainer:
 """
 
 
+# What every run used to print and a newcomer should not have to read (escx/training/quiet.py).
+NOISE = (
+    "litlogger",  # Lightning's product tip
+    "litmodels",
+    "anonymous setting has no effect",  # W&B, from the anonymous=None Lightning passes it
+    "isinstance(treespec, LeafSpec)",  # torch's deprecation of a call inside Lightning
+    "to a scalar may lead to unexpected behavior",  # torch, float() of a tensor needing grad
+)
+
+
+def _assert_quiet(output: str) -> None:
+    heard = [noise for noise in NOISE if noise in output]
+    assert not heard, f"noise in the run's output: {heard}\n{output[-3000:]}"
+
+
 def _losses(folder: Path) -> dict[int, float]:
     """train/loss/stft per step, over every CSV version a run folder holds."""
     losses: dict[int, float] = {}
@@ -103,10 +119,13 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(corpus, tmp_path):
     env = _env(WANDB_MODE="offline", WANDB_SILENT="true")
     cmd = _fit_args(corpus, ".", steps, "--config", str(loggers))
     (tmp_path / "full").mkdir()
+    # Not silent: W&B's own warnings must show in this run for the noise check below.
+    loud = {k: v for k, v in env.items() if k != "WANDB_SILENT"}
     full = subprocess.run(
-        cmd, cwd=tmp_path / "full", env=env, capture_output=True, text=True, timeout=600
+        cmd, cwd=tmp_path / "full", env=loud, capture_output=True, text=True, timeout=600
     )
     assert full.returncode == 0, full.stderr[-2000:]
+    _assert_quiet(full.stdout + full.stderr)  # a plain run prints no third-party noise
     reference = _losses(tmp_path / "full")
     assert sorted(reference) == list(range(steps))
 

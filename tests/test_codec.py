@@ -12,7 +12,7 @@ from escx.quantizers.codebook import Codebook
 
 
 def _count(module: torch.nn.Module) -> int:
-    # Buffers (STFT window, relative-position indices) are not parameters (ESC.md 2.1).
+    # Buffers (STFT window, relative-position indices) are not parameters (docs/esc.md §11).
     return sum(p.numel() for p in module.parameters())
 
 
@@ -26,7 +26,7 @@ def esc() -> escx.Codec:
 
 
 def test_esc_base_parameter_counts(esc) -> None:
-    # ESC.md 2.1: total, then encoder / decoder / quantizers (codebooks / projections).
+    # docs/esc.md §11: total, then encoder / decoder / quantizers (codebooks / projections).
     assert _count(esc) == 8_386_373
     assert _count(esc.encoder) == 2_101_275
     assert _count(esc.decoder) == 5_904_170
@@ -43,7 +43,7 @@ def test_esc_large_parameter_counts() -> None:
 
 
 def test_esc_bitrates_and_stream_counts(esc) -> None:
-    # 3 groups x 10 bits per 20 ms frame = 1.5 kbps per stream (ESC.md 1.2).
+    # 3 groups x 10 bits per 20 ms frame = 1.5 kbps per stream (docs/esc.md §10).
     assert esc.sample_rate == 16000
     assert esc.max_streams == 6 and esc.num_groups == 3 and esc.codebook_size == 1024
     assert esc.frame_rate == 50

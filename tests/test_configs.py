@@ -27,7 +27,7 @@ from escx.config import (
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 BASE = EXPERIMENTS / "esc.yaml"
 
-# Exact parameter counts (ESC.md 2.1), keyed by config path relative to experiments/.
+# Exact parameter counts (docs/esc.md §11), keyed by config path relative to experiments/.
 PARAMETERS = {
     "esc.yaml": 8_386_373,
     "esc-large.yaml": 15_580_931,

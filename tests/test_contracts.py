@@ -1,9 +1,9 @@
 """Interface contracts of every registered backbone and quantizer (parametrized in conftest.py).
 
 Each (encoder/decoder pair, quantizer) combination is built small and checked for the promises
-of DESIGN.md: shapes, code dtype and stream counts in train and eval, finite scalar VQ losses,
-gradients reaching every trainable parameter, and the pre-training bypass (ESC.md 3.4). A newly
-registered component is picked up with no new test code.
+every component makes: shapes, code dtype and stream counts in train and eval, finite scalar VQ
+losses, gradients reaching every trainable parameter, and the pre-training bypass
+(docs/esc.md §13.4). A newly registered component is picked up with no new test code.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import torch
 from escx.config import registries
 from escx.quantizers.codebook import Codebook
 
-# Parameters built only so that parameter counts match the reference (ESC.md 2.1 / 1.9): the conv
-# backbone's patch embedding owns a LayerNorm that it never applies, so it gets no gradient.
+# Parameters built only so that parameter counts match the reference (docs/esc.md §11 / §9.2): the
+# conv backbone's patch embedding owns a LayerNorm that it never applies, so it gets no gradient.
 NEVER_USED = {"ConvEncoder": ("patch_embed.norm.",)}
 
 

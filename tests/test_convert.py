@@ -3,7 +3,7 @@
 The fixtures in ``tests/fixtures/reference`` hold tiny reference models (all four reference
 classes: CS-RVQ / RVQ x Swin / conv), an input, and what the reference computed from it (see the
 README there). A converted codec must give the same codes exactly and the same audio to 1e-5.
-The reference returns 80 samples fewer than its input (ESC.md 1.1), so only escx's first L - 80
+The reference returns 80 samples fewer than its input (docs/esc.md §2), so only escx's first L - 80
 samples have a counterpart.
 """
 

@@ -109,7 +109,7 @@ def test_too_short_audio_raises_value_error(name: str) -> None:
 
 
 def test_esc_discriminator_parameter_count() -> None:
-    """ESC.md 2.1: DAC's MPD + MRD (the ESC-Base(adv) discriminator) has 42,519,760 parameters."""
+    """docs/esc.md §11: DAC's MPD + MRD (ESC-Base(adv)'s discriminator) has 42,519,760 params."""
     count = sum(
         p.numel()
         for name in ("MultiPeriodDiscriminator", "MultiBandSTFTDiscriminator")
@@ -120,7 +120,7 @@ def test_esc_discriminator_parameter_count() -> None:
 
 @pytest.mark.parametrize("name", ["MultiPeriodDiscriminator", "MultiBandSTFTDiscriminator"])
 def test_dac_preprocessing_ignores_gain_and_dc(name: str) -> None:
-    """ESC.md 3.5: the DAC discriminators see DC-removed, peak-normalised input."""
+    """docs/esc.md §13.6: the DAC discriminators see DC-removed, peak-normalised input."""
     disc = make(name)
     x = audio(2, 8000)
     with torch.no_grad():

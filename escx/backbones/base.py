@@ -1,7 +1,7 @@
 """Encoder and decoder interfaces, shared by every backbone.
 
 Tensors are channels-first at every boundary: a feature map is (B, C, H, W) with H frequency
-patches and W time patches. The time axis is never down-sampled after patching (ESC.md 1.1), so
+patches and W time patches. The time axis is never down-sampled after patching (docs/esc.md §3), so
 every scale has the same W; only frequency is halved from stage to stage.
 
 The decoder is run stage by stage so that a quantizer can act between its stages: ``refine(stage,

@@ -1,4 +1,4 @@
-"""Convolutional backbone of the ESC ablations (ESC.md 1.9).
+"""Convolutional backbone of the ESC ablations (docs/esc.md §9.2).
 
 Every convolution has a (5, 2) kernel with padding (2, 1) and is cropped to the first W outputs,
 so each output frame sees time patches t-1 and t. Encoder stages end in a stride-(2, 1) conv that

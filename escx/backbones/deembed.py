@@ -1,4 +1,4 @@
-"""De-patchify (ESC.md 1.5), computed as one composed convolution.
+"""De-patchify (docs/esc.md §3), computed as one composed convolution.
 
 The reference de-embedding is Conv(C -> C*pf*pt, 5x5) -> pixel shuffle by (pf, pt) ->
 Conv(C -> 2, 3x3), with no activation between them. Two linear maps compose into one: every
@@ -7,7 +7,7 @@ of the coarse input (for pf = 3, pt = 2). Written as a convolution C -> pf*pt*2 
 7x7 kernel, followed by the same pixel shuffle, it costs 2*C*49*12 instead of
 2*C*25*270 + 6*2*C*9*2 multiply-adds per coarse position: 11.7x less work for ESC, and the
 largest single saving over the straightforward path (the de-embedding was about 40 % of ESC's
-decode FLOPs, ESC.md 2.2). It computes the same function, with float rounding of its own.
+decode FLOPs, docs/esc.md §12.1). It computes the same function, with float rounding of its own.
 
 The composition is exact in the interior. At the four borders the straightforward path
 zero-pads the *fine* intermediate map, whereas the composed kernel sees the first convolution's
@@ -39,7 +39,7 @@ class PatchDeEmbed(nn.Module):
     """De-patchify: Conv5x5 -> pixel shuffle by the patch size -> Conv3x3 to 2 channels.
 
     The paper's figure calls it linear, but the reference is two convolutions around a pixel
-    shuffle, with no output activation (ESC.md 1.5). The parameters are those two convolutions
+    shuffle, with no output activation (docs/esc.md §3). The parameters are those two convolutions
     (``expand``, ``out``); the forward pass composes them (module docstring).
     """
 

@@ -1,4 +1,4 @@
-"""Patch embedding and frequency-only patch merge/split layers (ESC.md 1.5).
+"""Patch embedding and frequency-only patch merge/split layers (docs/esc.md §3, §6).
 
 Token maps inside the Swin backbone are channels-last (B, H, W, C): H frequency patches, W time
 patches. Channel orderings of the (un)shuffles follow the reference implementation exactly so

@@ -1,8 +1,8 @@
-"""Swin transformer encoder and decoder of ESC (ESC.md 1.3).
+"""Swin transformer encoder and decoder of ESC (docs/esc.md §4).
 
 The encoder runs Swin blocks at widths 45, 45, 72, 96, 144, 192 and halves frequency after each
 of the last five stages (64 -> 2 rows); the decoder is *not* its mirror: it runs blocks at 384,
-192, 144, 96, 72 and 45 (post_nn), so it holds most of the parameters (ESC.md 5.3).
+192, 144, 96, 72 and 45 (post_nn), so it holds most of the parameters (docs/esc.md §4).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Swin transformer blocks over (frequency, time) patch grids (ESC.md 1.4).
+"""Swin transformer blocks over (frequency, time) patch grids (docs/esc.md §5).
 
 Swin-v1 style: pre-norm blocks, 4x4 windows, cyclic shift by 2 on odd blocks with the standard
 3x3 region mask (-100 on masked logits), a learned relative position bias, MLP ratio 4, no

@@ -2,7 +2,7 @@
 
 A variant is a way of running the same model: the straightforward path (plain PyTorch, what a
 transcription of the reference implementation does), escx's fast path, bf16, ``torch.compile``.
-Work is counted once, as the FLOPs of the straightforward fp32 path (ESC.md 2.2 counts the
+Work is counted once, as the FLOPs of the straightforward fp32 path (docs/esc.md §12.1 counts the
 reference the same way), so GFLOP/s compare like with like: a variant that skips work gets no
 credit in FLOPs, only in time.
 """

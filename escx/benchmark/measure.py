@@ -93,7 +93,7 @@ def _cpu_peak() -> int | None:
 
 
 def count_flops(fn: Callable[[], object]) -> int:
-    """Matmul and convolution FLOPs of one call (1 multiply-add = 2 FLOPs), as ESC.md 2.2."""
+    """Matmul and convolution FLOPs of one call (1 multiply-add = 2 FLOPs), as docs/esc.md §12.1."""
     counter = FlopCounterMode(display=False)
     with counter:
         fn()

@@ -37,9 +37,10 @@ def device_section(result: dict[str, Any], env: dict[str, Any]) -> list[str]:
         "GFLOP/s compare like with like; % of peak uses the peak of the variant's precision. "
         "A variant that computes the same function with fewer FLOPs is credited with the "
         "straightforward work, so it can exceed 100% (escx's composed de-embedding does 11.7x "
-        "less work than ESC's two de-embedding convolutions, 40% of decode's FLOPs, ESC.md 2.2). "
-        "Peak memory is the process's peak resident set on the CPU (it includes everything "
-        "loaded so far) and allocated tensor memory on a GPU. First call includes compilation.",
+        "less work than ESC's two de-embedding convolutions, 40% of decode's FLOPs, "
+        "docs/esc.md §12.1). Peak memory is the process's peak resident set on the CPU (it "
+        "includes everything loaded so far) and allocated tensor memory on a GPU. First call "
+        "includes compilation.",
         "",
         "| variant | op | kbps | median s (min-max) | RTF | GFLOP | GFLOP/s | % of peak | "
         "peak memory MB | first call s |",

@@ -1,8 +1,8 @@
 """Training-step benchmark: one ESC-Base step, forward + backward + optimizer, per variant.
 
-The step is ESC's recipe (ESC.md 3.2, 3.5): all six streams active, STFT + mel + commitment +
-codebook losses with ESC-Base's weights, AdamW at 1e-4, gradient clipping at 0.5. Every variant
-starts from the same weights and batch, so the loss of its first step must equal the
+The step is ESC's recipe (docs/esc.md §13.2, §13.5): all six streams active, STFT + mel +
+commitment + codebook losses with ESC-Base's weights, AdamW at 1e-4, gradient clipping at 0.5.
+Every variant starts from the same weights and batch, so the loss of its first step must equal the
 straightforward step's (compared in the report).
 """
 

@@ -91,7 +91,7 @@ class STFTCodec(Codec):
         Args:
             audio: (B, L) waveform.
             n_streams: streams used (ignored when bypassing: pre-training uses all).
-            bypass_quantizer: pre-training mode (ESC.md 3.4).
+            bypass_quantizer: pre-training mode (docs/esc.md §13.4).
 
         Returns:
             :class:`CodecOutput` with (B, L) audio.

@@ -49,7 +49,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument(
         "--quality-data",
-        default="../shared/speech/val",
+        default="data/val",
         help="speech for the bf16 PESQ check (with --model or --quality-model)",
     )
     parser.add_argument("--quality-files", type=int, default=16)

@@ -60,10 +60,11 @@ class AudioDataModule(L.LightningDataModule):
         sample_rate: rate the audio is read at (files at other rates are resampled, multichannel
             files averaged to mono).
         segment_samples: training crop length. The default 47 920 is 3 s minus one 80-sample
-            hop, ESC's training clip (ESC.md 1.1, 3.6); shorter files are zero-padded.
+            hop, ESC's training clip (docs/esc.md §2, §13.7); shorter files are zero-padded.
         val_segment_samples: validation/test segment length; None evaluates whole files (the
             validation batch size is then 1).
-        batch_size: training batch size per device (ESC: 9 per device on 4 devices, ESC.md 3.1).
+        batch_size: training batch size per device (ESC: 9 per device on 4 devices,
+            docs/esc.md §13.1).
         val_batch_size: validation/test batch size per device; None uses ``batch_size``.
         num_workers: DataLoader worker processes per device.
         max_val_files: use only the first this many validation files (keeps validation fast).

@@ -1,8 +1,8 @@
 """Torch datasets of fixed-length mono segments: random crops for training, fixed ones for eval.
 
 ESC trains on 3-s clips with the last 80 samples dropped, i.e. 47 920 samples at 16 kHz, which is
-what its STFT/patch grid accepts and reconstructs exactly (ESC.md 1.1 "train clip", 3.6); that is
-the default segment length here. Every item is a float32 tensor of shape (L,), so the default
+what its STFT/patch grid accepts and reconstructs exactly (docs/esc.md §2 "train clip", §13.7); that
+is the default segment length here. Every item is a float32 tensor of shape (L,), so the default
 collate gives (B, L) batches.
 """
 
@@ -20,7 +20,7 @@ from escx.data.items import AudioItem, ProbedItem, probe_items
 
 log = logging.getLogger(__name__)
 
-ESC_SEGMENT_SAMPLES = 47_920  # 3 s at 16 kHz minus one 80-sample hop (ESC.md 1.1, 3.6)
+ESC_SEGMENT_SAMPLES = 47_920  # 3 s at 16 kHz minus one 80-sample hop (docs/esc.md §2, §13.7)
 
 
 def mix_seed(*parts: int) -> int:

@@ -1,8 +1,8 @@
 """Hugging Face datasets as audio sources, decoded with soundfile.
 
-``datasets`` 5.x decodes its ``Audio`` feature with torchcodec, which does not work on the machines
-escx is built on (ENV.md). So the audio column is cast to ``Audio(decode=False)``, which gives
-``{"bytes", "path"}`` per row, and the bytes (or the file at ``path``) are decoded here with
+``datasets`` 5.x decodes its ``Audio`` feature with torchcodec, which escx does not install (it
+needs FFmpeg's shared libraries). So the audio column is cast to ``Audio(decode=False)``, which
+gives ``{"bytes", "path"}`` per row, and the bytes (or the file at ``path``) are decoded here with
 soundfile. Columns that hold a plain path string, raw bytes, or already decoded
 ``{"array", "sampling_rate"}`` dicts work too.
 

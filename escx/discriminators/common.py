@@ -33,7 +33,8 @@ def check_input(audio: Tensor, min_length: int, owner: str) -> Tensor:
 
 
 def dac_preprocess(audio: Tensor, peak: float = 0.8, eps: float = 1e-9) -> Tensor:
-    """Remove the DC offset and peak-normalise each clip (ESC.md 3.5, the DAC discriminator input).
+    """Remove the DC offset and peak-normalise each clip (docs/esc.md §13.6, the DAC discriminator
+    input).
 
     The reference applies this once in front of all its sub-discriminators; because it is a pure
     per-clip function, applying it inside each of MPD and MRD gives the same result and keeps each

@@ -1,4 +1,4 @@
-"""Multi-period waveform discriminator (HiFi-GAN MPD, in DAC's form; ESC.md 3.5)."""
+"""Multi-period waveform discriminator (HiFi-GAN MPD, in DAC's form; docs/esc.md §13.6)."""
 
 from __future__ import annotations
 

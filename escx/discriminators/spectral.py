@@ -1,4 +1,4 @@
-"""Complex-STFT discriminators: DAC's multi-band MRD (ESC.md 3.5) and EnCodec's MS-STFT."""
+"""Complex-STFT discriminators: DAC's multi-band MRD (docs/esc.md §13.6) and EnCodec's MS-STFT."""
 
 from __future__ import annotations
 

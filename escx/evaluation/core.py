@@ -1,4 +1,4 @@
-"""Evaluate a codec at each stream count on a set of files (ESC.md 3.7 protocol, plus speed).
+"""Evaluate a codec at each stream count on a set of files (docs/esc.md §14 protocol, plus speed).
 
 For every stream count ``s``, each clip is encoded at ``s`` streams, packed into an ``.escx``
 file in memory (its size gives the real bitrate, container overhead included) and decoded. Per-clip

@@ -54,7 +54,7 @@ def pretrain_study(steps: int) -> list[Variant]:
 
 
 def quantizer_study(steps: int) -> list[Variant]:
-    """CS-RVQ or RVQ by Swin or conv (ESC.md 1.8-1.9)."""
+    """CS-RVQ or RVQ by Swin or conv (docs/esc.md §9.1-§9.2)."""
     pretrain = max(1, steps // 10)
     return [
         Variant(
@@ -67,10 +67,10 @@ def quantizer_study(steps: int) -> list[Variant]:
 def codebook_study(steps: int) -> list[Variant]:
     """Answers to codebook collapse on the same model (ESC-Base, CS-RVQ), one technique each.
 
-    ``pretraining`` is ESC's recipe (ESC.md 3.4): the quantizer is bypassed for the first tenth
-    of the steps, then Kaiming-initialised codebooks learn through the codebook loss. The other
-    variants quantize from the first step, as SoundStream and EnCodec do, and change one thing:
-    k-means initialisation, dead-entry restarts or EMA codeword updates (overlays in
+    ``pretraining`` is ESC's recipe (docs/esc.md §13.4): the quantizer is bypassed for the first
+    tenth of the steps, then Kaiming-initialised codebooks learn through the codebook loss. The
+    other variants quantize from the first step, as SoundStream and EnCodec do, and change one
+    thing: k-means initialisation, dead-entry restarts or EMA codeword updates (overlays in
     experiments/ablations/codebook-*.yaml, usable on any quantizer).
     """
     pretrain = max(1, steps // 10)

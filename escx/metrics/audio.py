@@ -1,4 +1,4 @@
-"""Speech-quality metrics, computed per clip and averaged over clips (ESC.md 3.7).
+"""Speech-quality metrics, computed per clip and averaged over clips (docs/esc.md §14).
 
 All are torchmetrics ``Metric`` subclasses whose states are plain sums, so they reduce correctly
 under DDP (each rank adds its clips; ``compute`` divides the global sum by the global count).
@@ -213,8 +213,8 @@ class MelDistance(ClipAverageMetric):
     """ESC's mel distance: sum over scales of the mean L1 between log mel spectra; lower is better.
 
     Per clip and scale: ``mean |log10(clamp(mel(pred), eps) ** 2) - log10(clamp(mel(target),
-    eps) ** 2)|`` over bands and frames, summed over the 7 scales (ESC.md 3.7; the log term of the
-    mel loss only).
+    eps) ** 2)|`` over bands and frames, summed over the 7 scales (docs/esc.md §14; the log term of
+    the mel loss only).
 
     Args:
         sample_rate: sampling rate in Hz.

@@ -2,7 +2,7 @@
 
 One histogram of code counts per (stream, group) codebook is accumulated over a data set; the
 statistics are computed from the histogram, so they describe the whole set, not a batch mean. This
-is how ESC measures its "bitrate utilisation" (ESC.md 3.7): the entropy in bits of each
+is how ESC measures its "bitrate utilisation" (docs/esc.md §14): the entropy in bits of each
 codebook's histogram, summed over the ``s x G`` codebooks used at ``s`` streams and divided by
 ``s * G * log2(K)``; the effective bitrate is about utilisation x nominal bitrate.
 """

@@ -8,7 +8,7 @@ backbone and no quantizer code looks at the backbone type.
 
 Feature maps are grouped into code frames: ``frames_per_code`` consecutive time patches of a
 (B, C, H, W) map are stacked into one vector of size frames_per_code * C * H (channel-major
-``(c h)`` order inside a frame, ESC.md 1.6), giving (B, W / frames_per_code, D).
+``(c h)`` order inside a frame, docs/esc.md §7), giving (B, W / frames_per_code, D).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """ESC's vector-quantization codebook (kind ``VQ``) and its learning techniques.
 
-ESC's codebook (ESC.md 1.6): Kaiming-normal initialisation, nearest neighbour by cosine
+ESC's codebook (docs/esc.md §7): Kaiming-normal initialisation, nearest neighbour by cosine
 similarity (both sides L2-normalised for the search) but the *raw* codeword is returned, a
 straight-through estimator, commitment loss MSE(z, sg(q)) and codebook loss MSE(sg(z), q).
-ESC fights codebook collapse with a pre-training stage (ESC.md 3.4); SoundStream and EnCodec
+ESC fights codebook collapse with a pre-training stage (docs/esc.md §13.4); SoundStream and EnCodec
 instead use the techniques below, which are options here so the two can be compared by config:
 
 * ``init="kmeans"``: k-means++ seeding and Lloyd iterations (:mod:`escx.quantizers.kmeans`) on

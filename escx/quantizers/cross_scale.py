@@ -1,4 +1,4 @@
-"""Cross-scale residual VQ (CS-RVQ), ESC's quantizer (ESC.md 1.7).
+"""Cross-scale residual VQ (CS-RVQ), ESC's quantizer (docs/esc.md §8).
 
 Stream 1 quantizes the encoder bottleneck directly. Stream k + 2 (k = 0..) quantizes the residual
 between the encoder map and the decoder state at the input of decoder stage k, at the same scale

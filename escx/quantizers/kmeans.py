@@ -1,13 +1,13 @@
 """k-means (k-means++ seeding + Lloyd iterations) in a codebook's search space.
 
 SoundStream and EnCodec initialise codebooks with k-means on the first training batch; ESC does
-not (ESC.md 1.6: Kaiming init, its data-init hook is never called). The clustering must agree
+not (docs/esc.md §7: Kaiming init, its data-init hook is never called). The clustering must agree
 with how the codebook *searches*, or the initial assignment would not match the centroids:
 
 * assignment uses the codebook's metric: Euclidean, or cosine when ``cosine=True`` (ESC's
   L2-normalised lookup);
 * a centroid is the mean of the *raw* vectors assigned to it, because the codebook returns raw
-  codewords (ESC.md 1.6), and given an assignment the raw mean is the codeword with the smallest
+  codewords (docs/esc.md §7), and given an assignment the raw mean is the codeword with the smallest
   squared error. With cosine assignment this is still a monotone Lloyd scheme: the raw mean's
   direction maximises sum_i |z_i| cos(z_i, c), a norm-weighted spherical k-means objective.
 """

@@ -4,7 +4,7 @@ A learned codebook holds ``size`` codewords (``codewords()``, (size, dim)); a ve
 nearest codeword, by cosine similarity (ESC, DAC: both sides L2-normalised for the search) or by
 Euclidean distance, and the *raw* codeword is returned. Training adds the commitment loss
 MSE(z, sg(q)) and, unless the entries are learned another way (EMA), the codebook loss
-MSE(sg(z), q), both per sample (ESC.md 1.6), and replaces q by a differentiable estimate
+MSE(sg(z), q), both per sample (docs/esc.md §7), and replaces q by a differentiable estimate
 (:mod:`escx.quantizers.estimators`). In eval both losses equal MSE(q, z) and q is returned as is,
 so ``decode(encode(x))`` equals the eval forward exactly.
 """

@@ -1,4 +1,4 @@
-"""Product (grouped) residual quantizer over code-frame vectors (ESC.md 1.6 and 1.8).
+"""Product (grouped) residual quantizer over code-frame vectors (docs/esc.md §7 and §9.1).
 
 A D-dimensional code-frame vector is cut into ``groups`` contiguous slices (equal sizes, the last
 takes the remainder; slices need not line up with frames or channels). Each slice is projected

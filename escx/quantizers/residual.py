@@ -27,7 +27,7 @@ from escx.quantizers.product import ProductQuantizer
 
 @QUANTIZERS.register
 class ResidualVQ(Quantizer):
-    """Residual VQ at the bottleneck; each stage is one stream (ESC.md 1.8 with groups=3).
+    """Residual VQ at the bottleneck; each stage is one stream (docs/esc.md §9.1 with groups=3).
 
     Args:
         n_streams: residual stages (streams).

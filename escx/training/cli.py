@@ -23,6 +23,7 @@ from escx.training.checkpointing import EscxCheckpoint
 from escx.training.media import MediaLogger
 from escx.training.module import CodecModule
 from escx.training.naming import run_identity
+from escx.training.quiet import drop_unset_wandb_anonymous, silence_known_noise
 from escx.training.resume import prepare_fit
 from escx.training.summary import MetricsSummary
 
@@ -83,6 +84,7 @@ class EscxCLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
+        drop_unset_wandb_anonymous(self.trainer.loggers)  # before the first log starts the run
         config = self.config.get(self.subcommand, self.config)
         codec = config.get("model", {}).get("codec")
         if codec is not None:
@@ -221,6 +223,7 @@ def _looks_like_class_name(value: str) -> bool:
 def run_lightning(argv: list[str]) -> int:
     """Run a LightningCLI subcommand; config mistakes become one-line errors (exit 2)."""
     registries()  # import built-ins and plug-ins so short class names resolve
+    silence_known_noise()
     try:
         for path in _config_files(argv):
             check_class_names(load_yaml(path), path)

@@ -5,7 +5,7 @@ quantized training, with a fresh generator optimizer from the second quantized b
 adversarial), quantizer dropout
 drawn once per batch, the weighted objective, and manual optimization of one or two optimizers
 (manual because the optimizer is renewed at the phase switch and the discriminator has its own
-optimizer and clipping, ESC.md 3.2-3.5).
+optimizer and clipping, docs/esc.md §13.2-§13.5).
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from escx.training.validation import BitrateMetrics
 
 
 def adamw(params: Iterable) -> torch.optim.Optimizer:
-    """ESC's optimizer (ESC.md 3.2): AdamW, lr 1e-4, betas (0.9, 0.999), weight decay 0.01."""
+    """ESC's optimizer (docs/esc.md §13.2): AdamW, lr 1e-4, betas (0.9, 0.999), decay 0.01."""
     return torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.999), weight_decay=0.01)
 
 
 class CodecModule(L.LightningModule):
-    """Trains a codec with ESC's recipe by default (ESC.md section 3).
+    """Trains a codec with ESC's recipe by default (docs/esc.md §13).
 
     The recipe trains step for step like the reference trainer; two of its details are kept on
     purpose (both checked against numbers from the reference in
@@ -141,7 +141,7 @@ class CodecModule(L.LightningModule):
 
     @staticmethod
     def _renew(optimizer: Any) -> None:
-        """Forget the optimizer's moments and step counts: a fresh optimizer, same settings."""
+        """Forget the optimizer's moments and step counts: docs/esc.md §13.4's fresh optimizer."""
         optimizer.optimizer.state = defaultdict(dict)
 
     @staticmethod

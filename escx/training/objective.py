@@ -1,4 +1,4 @@
-"""The training objective: a ``{name: weight}`` map over loss terms (ESC.md 3.5).
+"""The training objective: a ``{name: weight}`` map over loss terms (docs/esc.md §13.5).
 
 Keys of ``loss_weights`` are the names logged as ``train/loss/<name>``, so weights and curves line
 up. A term with weight 0 is not computed at all (ESC-Base(adv) drops the STFT loss that way).
@@ -19,7 +19,7 @@ VQ_TERMS = ("commit", "codebook")
 ADVERSARIAL_TERMS = ("adversarial", "feature_matching")
 ALL_TERMS = (*RECONSTRUCTION_LOSSES, *VQ_TERMS, *ADVERSARIAL_TERMS)
 
-# ESC-Base (non-adversarial) weights, ESC.md 3.5.
+# ESC-Base (non-adversarial) weights, docs/esc.md §13.5.
 ESC_LOSS_WEIGHTS = {"stft": 1.0, "mel": 0.25, "commit": 0.25, "codebook": 1.0}
 
 
@@ -98,8 +98,11 @@ class NonFiniteLossError(FloatingPointError):
 def check_finite(terms: Mapping[str, Tensor], batch_index: int) -> None:
     """Stop the run with a clear message when any term is not finite."""
     for name, value in terms.items():
-        if not torch.isfinite(value).all():
+        finite = torch.isfinite(value)
+        if not finite.all():
+            # Detached: converting a tensor that requires grad to a number makes torch warn.
+            bad = float(value.detach()[~finite].flatten()[0])
             raise NonFiniteLossError(
-                f"non-finite loss at batch {batch_index}: term {name!r} = {float(value)}; "
+                f"non-finite loss at batch {batch_index}: term {name!r} = {bad}; "
                 "lower the learning rate, check the data, or resume from an earlier checkpoint"
             )

@@ -13,7 +13,7 @@ import torch
 
 
 class Phase(str, Enum):
-    """What a batch trains (ESC.md 3.4)."""
+    """What a batch trains (docs/esc.md §13.4)."""
 
     PRETRAIN = "pretrain"  # quantizer bypassed: an auto-encoder with the VQ projections in place
     QUANTIZED = "quantized"  # codebooks on, reconstruction + VQ losses
@@ -63,8 +63,8 @@ class PhaseSchedule:
 
 
 class QuantizerDropout:
-    """Streams used by a training batch (ESC.md 3.3): with probability ``p`` draw uniformly from
-    1..max_streams, else use all. One draw per batch, not per sample.
+    """Streams used by a training batch (docs/esc.md §13.3): with probability ``p`` draw uniformly
+    from 1..max_streams, else use all. One draw per batch, not per sample.
 
     The draw is a pure function of ``(seed, batch index)``, so every DDP rank draws the same value
     and a resumed run continues with exactly the draw the interrupted run would have made.

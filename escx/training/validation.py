@@ -1,4 +1,4 @@
-"""Per-bitrate evaluation metrics for validation and test (ESC.md 3.7).
+"""Per-bitrate evaluation metrics for validation and test (docs/esc.md §14).
 
 Names follow ``stage/name@<kbps>kbps`` (``val/pesq@9kbps``) and ``stage/codebook/s<i>g<j>/<stat>``
 for codebook health at the highest evaluated bitrate. Every value is a torchmetrics Metric, so
