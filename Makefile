@@ -11,10 +11,12 @@ DATA ?=
 STEPS ?=
 EVAL_FILES ?=
 SCALE ?= tiny
+# Training recipe of demo and ablations: quick or esc (default: quick at SCALE=tiny, esc at base).
+RECIPE ?=
 DEVICES ?= 1
 BENCH_ARGS ?=
 
-.PHONY: help install test test-slow test-browser lint format bench data demo ablation-pretrain ablation-quantizer ablation-codebook ablation-codebook-kind clean
+.PHONY: help install test test-slow test-browser lint format bench data demo ablation-pretrain ablation-quantizer ablation-codebook ablation-codebook-kind ablation-recipe clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -50,26 +52,30 @@ bench: $(STAMP) ## escx bench (speed, GFLOP/s vs matmul peak, train step, memory
 data: $(STAMP) ## prepare data/train and data/val (DATA=DIR to use a local folder)
 	$(BIN)/python -m escx.data.prepare $(if $(DATA),--source $(DATA),--hf)
 
-demo: $(STAMP) ## train a small codec on CPU for a few minutes and evaluate it (DATA=DIR)
-	$(BIN)/python -m escx.demo $(if $(DATA),--data $(DATA)) $(if $(STEPS),--steps $(STEPS))
+demo: $(STAMP) ## train a small codec on CPU and evaluate it (DATA=DIR, STEPS=300 for a smoke run, RECIPE=)
+	$(BIN)/python -m escx.demo $(if $(DATA),--data $(DATA)) $(if $(STEPS),--steps $(STEPS)) $(if $(RECIPE),--recipe $(RECIPE))
 
-ABLATION_ARGS = --scale $(SCALE) --devices $(DEVICES) --data $(or $(DATA),data) $(if $(STEPS),--steps $(STEPS)) $(if $(EVAL_FILES),--eval-files $(EVAL_FILES))
+ABLATION_ARGS = --scale $(SCALE) --devices $(DEVICES) --data $(or $(DATA),data) $(if $(STEPS),--steps $(STEPS)) $(if $(EVAL_FILES),--eval-files $(EVAL_FILES)) $(if $(RECIPE),--recipe $(RECIPE))
 
-ablation-pretrain: $(STAMP) ## ESC with vs without pre-training (STEPS=, SCALE=tiny|base, DEVICES=, DATA=)
+ablation-pretrain: $(STAMP) ## ESC with vs without pre-training (STEPS=, SCALE=tiny|base, RECIPE=quick|esc, DEVICES=, DATA=)
 	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
 	$(BIN)/escx ablation pretrain $(ABLATION_ARGS)
 
-ablation-quantizer: $(STAMP) ## CS-RVQ/RVQ x Swin/conv matrix (STEPS=, SCALE=tiny|base, DEVICES=, DATA=)
+ablation-quantizer: $(STAMP) ## CS-RVQ/RVQ x Swin/conv matrix (STEPS=, SCALE=tiny|base, RECIPE=quick|esc, DEVICES=, DATA=)
 	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
 	$(BIN)/escx ablation quantizer $(ABLATION_ARGS)
 
-ablation-codebook: $(STAMP) ## pre-training vs k-means init / dead-entry restarts / EMA updates (STEPS=, SCALE=, DEVICES=, DATA=)
+ablation-codebook: $(STAMP) ## pre-training vs k-means init / dead-entry restarts / EMA updates (STEPS=, SCALE=, RECIPE=, DEVICES=, DATA=)
 	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
 	$(BIN)/escx ablation codebook $(ABLATION_ARGS)
 
-ablation-codebook-kind: $(STAMP) ## ESC's VQ vs FSQ / LFQ (BSQ) / SimVQ / rotation trick (STEPS=, SCALE=, DEVICES=, DATA=, EVAL_FILES=)
+ablation-codebook-kind: $(STAMP) ## ESC's VQ vs FSQ / LFQ (BSQ) / SimVQ / rotation trick (STEPS=, SCALE=, RECIPE=, DEVICES=, DATA=, EVAL_FILES=)
 	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
 	$(BIN)/escx ablation codebook-kind $(ABLATION_ARGS)
+
+ablation-recipe: $(STAMP) ## ESC's recipe vs the quick recipe, with quality-against-step curves (STEPS=, SCALE=, DEVICES=, DATA=, EVAL_FILES=)
+	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
+	$(BIN)/escx ablation recipe $(ABLATION_ARGS)
 
 clean: ## remove runs, results and caches (keeps data/ and .venv)
 	rm -rf runs results .pytest_cache .ruff_cache

@@ -1,31 +1,53 @@
-"""``make demo``: prepare data, train a small ESC on CPU for a few minutes, evaluate, compress.
+"""``make demo``: prepare data, train a small ESC on CPU, evaluate, compress, and say how it went.
 
 Steps, each printed as it happens:
 
 1. data: ``DATA=DIR`` (a folder with train/ and val/, or any audio folder, which is split),
    else ``data/`` from ``make data`` (Hugging Face when online, synthetic speech-like audio when
-   not);
-2. the untrained model is evaluated on a few validation files (the "before" numbers);
-3. ``escx fit`` trains ``experiments/esc.yaml`` + ``experiments/tiny.yaml`` through pre-training
-   into quantized training (W&B offline, run folder ``runs/demo``; run again, the demo resumes
-   that run where it stopped, or reuses it when it finished);
-4. the trained model is evaluated at every bitrate (the same code as ``escx eval``);
+   not, which the demo then warns about loudly);
+2. the untrained model is evaluated on a few validation files (the "before" numbers), with
+   progress on stderr;
+3. ``escx fit`` trains ``experiments/esc.yaml`` + ``experiments/tiny.yaml`` + the recipe's
+   overlay (``--recipe``, default quick: ``experiments/recipes/quick.yaml``) through pre-training
+   (the first :data:`PRETRAIN_SHARE` of the steps) into quantized training (W&B offline, run
+   folder ``runs/demo``; run again, the demo resumes that run where it stopped, or reuses it when
+   it finished);
+4. the trained model is evaluated at every bitrate (the same code as ``escx eval``) and the
+   listening report (``report/report.html`` in the run folder: players, spectrograms, table,
+   plots) is written;
 5. one validation file is compressed at 3 and 9 kbps and decompressed, with file sizes and
    metrics printed;
-6. the listening report of step 4 (``report/report.html`` in the run folder: players, spectrograms,
-   table, plots) is written and its path printed.
+6. one summary line: steps, recipe, data, and the quality at 9 and 1.5 kbps.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
-from escx.commands.common import CommandError, say
+from escx.commands.common import CommandError, add_model_metrics_argument, say
+from escx.experiments.recipes import (
+    RECIPES,
+    config_path,
+    describe_recipe,
+    recipe_configs,
+    repo_relative,
+)
 
 ROOT = Path("runs/demo")
-CONFIGS = ["experiments/esc.yaml", "experiments/tiny.yaml"]
+MODEL = ["experiments/esc.yaml", "experiments/tiny.yaml"]
+RECIPE = "quick"  # at this size and budget, ESC's own recipe still decodes noise
+# Steps when --steps is not given. Estimated, not measured: a step takes 0.6-0.7 s on an idle
+# 2-core CPU, so 2000 steps train in about 22 min, plus about 5 min of evaluation.
+DEFAULT_STEPS = 2000
+# Share of the steps trained with the quantizer bypassed before the codebooks switch on.
+PRETRAIN_SHARE = Fraction(1, 4)
+SUMMARY_KBPS = (9.0, 1.5)  # the bitrates of the summary line, highest first
 
 
 def prepare_data(data: str | None) -> Path:
@@ -47,10 +69,47 @@ def prepare_data(data: str | None) -> Path:
     return Path("data")
 
 
+def demo_configs(recipe: str = RECIPE, extra: Sequence[str] = ()) -> list[str]:
+    """The configs the demo stacks: the tiny model, the recipe's overlay, then ``extra``."""
+    return [config_path(c) for c in [*MODEL, *recipe_configs(recipe), *extra]]
+
+
+def pretrain_steps(steps: int) -> int:
+    """Steps trained with the quantizer bypassed (at least one)."""
+    return max(1, int(steps * PRETRAIN_SHARE))
+
+
+def is_synthetic(data: Path) -> bool:
+    """Whether ``data`` holds the synthetic corpus ``make data`` writes when offline."""
+    from escx.data.synthetic import MARKER
+
+    return (data / "train" / MARKER).exists()
+
+
+def synthetic_warning(data: Path, root: Path) -> str:
+    """The loud line printed when the demo trains on synthetic audio (``root``: the run folder)."""
+    return (
+        f"!!! WARNING: {data} holds SYNTHETIC speech-like audio (`make data` writes it when "
+        "offline), NOT speech: these numbers mean nothing for speech. For real speech: `python "
+        f"-m escx.data.prepare --force --out {data} --source DIR` with a folder of speech (or "
+        f"`--hf` for LibriSpeech, online), then delete {root} and run `make demo` again. !!!"
+    )
+
+
 def evaluate(
-    codec_or_ckpt, files: list[Path], title: str, streams=None, report: Path | None = None
+    codec_or_ckpt,
+    files: list[Path],
+    title: str,
+    streams=None,
+    report: Path | None = None,
+    caption: str = "",
+    extra: dict[str, Any] | None = None,
+    with_models: bool = True,
 ) -> list[dict]:
-    """Evaluate and print the table; with ``report``, also write the listening report there."""
+    """Evaluate and print the table; with ``report``, also write the listening report there.
+
+    ``caption`` is added to the report's caption; ``extra`` columns are added to every row.
+    """
     from escx.api import CodecHandle, load_codec
     from escx.evaluation.core import describe, evaluate_codec
     from escx.evaluation.listening import Listening
@@ -66,22 +125,73 @@ def evaluate(
         report.mkdir(parents=True, exist_ok=True)
         listening = Listening(report, handle.sample_rate, clips=4)
     listen = listening.bitrates(handle.kbps) if listening is not None else None
-    rows = evaluate_codec(handle, files, streams=streams, with_stoi=True, listen=listen)
+    say(f"\n== evaluating {title} on {len(files)} files (progress on stderr)")
+    rows = evaluate_codec(
+        handle, files, streams=streams, progress=True, with_stoi=True, with_models=with_models,
+        listen=listen, progress_label=f"eval {title}",
+    )  # fmt: skip
+    rows = [{**(extra or {}), **row} for row in rows]
     say(f"\n== {title}\n")
     say(markdown_table(rows))
     if report is not None:
-        caption = describe(handle, files[0].parent, rows)
-        write_report(rows, report, f"escx demo: {title}", caption, listening=listening)
+        text = describe(handle, files[0].parent, rows) + (f" {caption}" if caption else "")
+        write_report(rows, report, f"escx demo: {title}", text, listening=listening)
     return rows
+
+
+def summary_line(
+    steps: int,
+    recipe: str,
+    data: Path,
+    train_files: int,
+    synthetic: bool,
+    rows: Sequence[dict[str, Any]],
+    report: Path,
+) -> str:
+    """The demo's last line: what was trained on what, and the quality at :data:`SUMMARY_KBPS`."""
+
+    def score(row: dict[str, Any], key: str, fmt: str) -> str:
+        return "n/a" if row.get(key) is None else format(row[key], fmt)
+
+    parts = []
+    for kbps in SUMMARY_KBPS:
+        row = next((r for r in rows if r["kbps"] == kbps), None)
+        if row is not None:
+            parts.append(
+                f"{kbps:g} kbps PESQ {score(row, 'pesq', '.2f')} STOI {score(row, 'stoi', '.2f')}"
+                f" SI-SDR {score(row, 'sisdr', '.1f')} dB"
+            )
+    kind = "SYNTHETIC audio, not speech" if synthetic else "real speech"
+    return (
+        f"escx demo: trained {steps} steps ({recipe} recipe) on {data}/ ({train_files} train "
+        f"files, {kind}): {'; '.join(parts)}; report {report}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m escx.demo")
     parser.add_argument("--data", default=None, help="audio folder (default: data/)")
-    parser.add_argument("--steps", type=int, default=150, help="training steps")
+    parser.add_argument(
+        "--steps", type=int, default=DEFAULT_STEPS, help=f"training steps (default {DEFAULT_STEPS})"
+    )
     parser.add_argument("--eval-files", type=int, default=8)
     parser.add_argument("--out", type=Path, default=ROOT, help=f"run folder (default: {ROOT})")
+    parser.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default=RECIPE,
+        help=f"training recipe stacked after the tiny model (default {RECIPE})",
+    )
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        help="extra config stacked after the recipe (repeatable)",
+    )
+    add_model_metrics_argument(parser)
     args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
     root = args.out
     os.environ.setdefault("WANDB_MODE", "offline")
 
@@ -91,18 +201,24 @@ def main(argv: list[str] | None = None) -> int:
     from escx.audio import find_audio_files
 
     data = prepare_data(args.data)
+    synthetic = is_synthetic(data)
+    if synthetic:
+        say(synthetic_warning(data, root))
     files = find_audio_files(data / "val")[: args.eval_files]
     if not files:
         say(f"escx demo: error: no validation audio in {data / 'val'}")
         return 2
+    configs = demo_configs(args.recipe, args.config)
+    with_models = not args.no_model_metrics
     torch.manual_seed(53)
-    evaluate(escx.build_codec(*CONFIGS).eval(), files, "before training", streams=[1, 6])
+    before = escx.build_codec(*configs).eval()
+    evaluate(before, files, "before training", streams=[1, 6], with_models=with_models)
 
-    pretrain = max(1, args.steps // 3)
+    pretrain = pretrain_steps(args.steps)
     from escx.experiments.runs import RunStopped, fit_command, run_fit
 
     cmd = fit_command(
-        CONFIGS,
+        configs,
         f"--data.train={data / 'train'}",
         f"--data.val={data / 'val'}",
         f"--trainer.max_steps={args.steps}",
@@ -110,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         f"--model.pretrain_steps={pretrain}",
         f"--trainer.default_root_dir={root}",
     )
-    say(f"\n== training ({pretrain} pre-training steps, then quantized): escx {' '.join(cmd[3:])}")
+    recipe = describe_recipe(args.recipe, configs)
+    say(f"\n== training with the {recipe}: {pretrain} pre-training steps, then quantized")
+    say(f"escx {' '.join(cmd[3:])}")
     try:
         code = run_fit(cmd, root, "the demo codec")
     except RunStopped as stop:  # Ctrl-C or SIGTERM: last.ckpt is written, `make demo` resumes
@@ -124,14 +242,39 @@ def main(argv: list[str] | None = None) -> int:
         return code
     ckpt = root / "checkpoints" / "last.ckpt"
     report = root / "report"
-    evaluate(ckpt, files, f"after {args.steps} steps (every bitrate)", report=report)
+    steps = _steps_trained(root, args.steps)
+    rows = evaluate(
+        ckpt, files, f"after {steps} steps (every bitrate)", report=report,
+        caption=f"Trained {steps} steps with the {recipe}.", with_models=with_models,
+        extra={"recipe": args.recipe, "configs": [repo_relative(c) for c in configs]},
+    )  # fmt: skip
+    _compress_example(ckpt, files[0], root)
+    page = report / "report.html"
+    say(f"\nrun folder: {root} (checkpoints, config.yaml, W&B offline run in {root}/wandb)")
+    say(f"listening report: {page.resolve()} (open it in a browser)")
+    train_files = len(find_audio_files(data / "train"))
+    if synthetic:
+        say(synthetic_warning(data, root))
+    say(summary_line(steps, args.recipe, data, train_files, synthetic, rows, page))
+    return 0
 
+
+def _steps_trained(root: Path, default: int) -> int:
+    """Training steps of the finished run (from its metrics.json), else ``default``."""
+    try:
+        summary = json.loads((root / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return default
+    return int(summary.get("batches_seen") or summary.get("global_step") or default)
+
+
+def _compress_example(ckpt: Path, source: Path, root: Path) -> None:
+    """Compress ``source`` at 3 and 9 kbps into ``root`` and decompress it, printing sizes."""
     from escx.api import load_codec
     from escx.audio import read_audio
     from escx.metrics import MelDistance, PESQWideband
 
     handle = load_codec(ckpt)
-    source = files[0]
     say(f"\n== compressing {source}")
     original, _ = read_audio(source, handle.sample_rate)
     for kbps in (3.0, 9.0):
@@ -148,9 +291,6 @@ def main(argv: list[str] | None = None) -> int:
             f"({done.kbps:.2f} kbps on disk) -> {restored} ({restored.stat().st_size:,} B); "
             f"PESQ {float(pesq.compute()):.2f}, mel distance {float(mel.compute()):.2f}"
         )
-    say(f"\nrun folder: {root} (checkpoints, config.yaml, W&B offline run in {root}/wandb)")
-    say(f"listening report: {(report / 'report.html').resolve()} (open it in a browser)")
-    return 0
 
 
 if __name__ == "__main__":

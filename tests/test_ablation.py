@@ -1,15 +1,25 @@
-"""A two-run ablation at tiny scale on CPU: trains both variants, evaluates, writes the report."""
+"""Ablation studies: the variants each study compares, the configs each variant stacks (recipe
+by scale), and a two-run study at tiny scale on CPU that trains, evaluates and writes the report."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
+from pathlib import Path
 
+import pytest
+import yaml
 from report_pages import parse_report
 from training_helpers import REPO, TINY, write_corpus
 
 from escx.cli import main
-from escx.experiments.ablation import pretrain_study, quantizer_study
+from escx.experiments.ablation import (
+    pretrain_study,
+    quantizer_study,
+    recipe_study,
+    variant_command,
+)
 
 
 def test_studies_compare_the_right_variants():
@@ -24,39 +34,115 @@ def test_studies_compare_the_right_variants():
         assert all((REPO / c).is_file() for c in variant.configs)
 
 
-def test_two_run_pretrain_ablation_writes_a_report(tmp_path, monkeypatch, capsys):
+def _args(**options) -> argparse.Namespace:
+    defaults = {"scale": "tiny", "recipe": None, "config": [], "data": "data", "steps": 100,
+                "devices": "1", "seed": 53}  # fmt: skip
+    return argparse.Namespace(**{**defaults, **options})
+
+
+def _configs(cmd: list[str]) -> list[str]:
+    return [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--config"]
+
+
+QUICK = str(REPO / "experiments" / "recipes" / "quick.yaml")
+
+
+@pytest.mark.parametrize(
+    ("scale", "recipe", "stacked"),
+    [("tiny", None, True), ("base", None, False), ("tiny", "esc", False), ("base", "quick", True)],
+)
+def test_the_quick_recipe_is_stacked_at_tiny_and_not_at_base(
+    scale, recipe, stacked, tmp_path, monkeypatch
+):
+    """The composed `escx fit` command, without training: the recipe follows the scale's model
+    and comes before --config extras and the variant's overlays; run from another folder, the
+    configs are found in the source checkout."""
+    monkeypatch.chdir(tmp_path)
+    args = _args(scale=scale, recipe=recipe, config=["extra.yaml"])
+    (variant,) = [v for v in quantizer_study(100) if v.name == "rvq-conv"]
+    configs = _configs(variant_command(variant, args, tmp_path))
+    names = [Path(c).name for c in configs]
+    tiny = ["tiny.yaml"] if scale == "tiny" else []
+    quick = ["quick.yaml"] if stacked else []
+    assert names == ["esc.yaml", *tiny, *quick, "extra.yaml", "rvq-conv.yaml"]
+    assert (QUICK in configs) == stacked
+
+
+def test_escx_ablation_chooses_the_recipe_by_scale(monkeypatch, tmp_path):
+    import escx.commands.ablation as command
+
+    seen = []
+    monkeypatch.setattr(command, "run_study", lambda args: seen.append(args.recipe) or tmp_path)
+    (tmp_path / "results.md").write_text("table")
+    for extra in ([], ["--scale", "base"], ["--recipe", "esc"]):
+        assert main(["ablation", "pretrain", "--steps", "1", *extra]) == 0
+    assert seen == ["quick", "esc", "esc"]
+
+
+def test_the_recipe_study_differs_only_in_the_recipe():
+    esc, quick = recipe_study(100)
+    assert (esc.name, esc.recipe, quick.name, quick.recipe) == ("esc", "esc", "quick", "quick")
+    assert esc.configs == quick.configs and esc.overrides == quick.overrides
+    assert "--model.pretrain_steps=25" in esc.overrides  # a quarter, as in docs/recipes.md
+    assert "--trainer.val_check_interval=20" in esc.overrides  # five points per curve
+
+
+def test_two_run_recipe_ablation_writes_a_report_with_curves(tmp_path, monkeypatch, capsys):
+    """`escx ablation recipe` end to end: both recipes trained, evaluated at every bitrate,
+    validated at several steps; results, configs, quality-against-step curves and the page."""
     monkeypatch.chdir(REPO)
     monkeypatch.setenv("WANDB_MODE", "offline")
     data = tmp_path / "data"
     write_corpus(data / "train", 4, 0.6, seed=7)
     write_corpus(data / "val", 2, 0.5, seed=8)
     out = tmp_path / "results"
-    code = main(["ablation", "pretrain", "--steps", "2", "--data", str(data), "--out", str(out),
+    code = main(["ablation", "recipe", "--steps", "2", "--data", str(data), "--out", str(out),
                  "--eval-files", "2", "--config", str(TINY), "--no-model-metrics"])  # fmt: skip
     assert code == 0
     with open(out / "results.csv") as file:
         rows = list(csv.DictReader(file))
-    assert {r["variant"] for r in rows} == {"with-pretraining", "without-pretraining"}
-    assert len(rows) == 12  # 2 variants x 6 bitrates
+    assert {(r["variant"], r["recipe"]) for r in rows} == {("esc", "esc"), ("quick", "quick")}
+    assert len(rows) == 12  # 2 recipes x 6 bitrates
     document = json.loads((out / "results.json").read_text())
-    assert "reduced-size ESC" in document["caption"] and "2 training steps" in document["caption"]
-    for name in ("results.md", "quality_vs_bitrate.png", "codebook_utilization.png"):
-        assert (out / name).is_file()
-    configs = sorted(p.name for p in (out / "configs").iterdir())
-    assert configs == ["with-pretraining.yaml", "without-pretraining.yaml"]
-    assert "pretrain_steps: 0" in (out / "configs" / "without-pretraining.yaml").read_text()
+    caption = document["caption"]
+    assert "reduced-size ESC" in caption and "2 training steps" in caption
+    assert "quick: quick recipe (experiments/esc.yaml + experiments/tiny.yaml + " \
+        "experiments/recipes/quick.yaml + tests/configs/tiny-test.yaml" in caption  # fmt: skip
+    assert "esc: esc recipe (experiments/esc.yaml + experiments/tiny.yaml + tests/" in caption
+    quick_row = next(r for r in document["rows"] if r["variant"] == "quick")
+    assert "experiments/recipes/quick.yaml" in quick_row["configs"]
+    assert "quick recipe" in (out / "results.md").read_text()
+    for name in ("quality_vs_bitrate.png", "codebook_utilization.png", "quality_vs_step.png"):
+        assert (out / name).stat().st_size > 0
+    # The quick run trained with the overlay's loss weights; ESC's run with the defaults.
+    configs = {p.stem: yaml.safe_load(p.read_text()) for p in (out / "configs").iterdir()}
+    assert sorted(configs) == ["esc", "quick"]
+    overlay = yaml.safe_load(Path(QUICK).read_text())["model"]
+    if "loss_weights" in overlay:
+        assert configs["quick"]["model"]["loss_weights"] == overlay["loss_weights"]
+        assert configs["esc"]["model"]["loss_weights"] != overlay["loss_weights"]
+    # Curves: each run validated after every step at 1.5 and 9 kbps, read from its CSV log.
+    with open(out / "curves.csv") as file:
+        points = list(csv.DictReader(file))
+    for run in ("esc", "quick"):
+        for metric in ("pesq", "sisdr", "mel_distance"):
+            for kbps in ("1.5", "9"):
+                steps = [p["step"] for p in points if (p["run"], p["metric"], p["kbps"]) ==
+                         (run, metric, kbps)]  # fmt: skip
+                assert steps == ["1", "2"], (run, metric, kbps)
     runs = list((out / "runs").glob("*/wandb/offline-run-*"))
-    assert len(runs) == 2  # both W&B runs, grouped as ablation-pretrain
-    assert "| variant |" in capsys.readouterr().out
+    assert len(runs) == 2  # both W&B runs, grouped as ablation-recipe
+    assert "| variant | recipe |" in capsys.readouterr().out
     # The listening page: one table per bitrate (lowest, highest), one row per clip, one column
-    # per variant after the original, every player and image on disk.
+    # per variant after the original, every player and image on disk; the curves shown.
     page = parse_report(out / "report.html")
     grids = [t for t in page.tables if t.cls == "listen"]
     assert len(grids) == 2
     for grid in grids:
-        assert grid.header == ["clip", "original", "with-pretraining", "without-pretraining"]
+        assert grid.header == ["clip", "original", "esc", "quick"]
         assert len(grid.rows) == 2 and all(
             len(cell["audio"]) == 1 for r in grid.rows for cell in r[1:]
         )
     (summary,) = [t for t in page.tables if t.cls == "summary"]
-    assert summary.header[0] == "variant" and len(summary.rows) == 12
+    assert summary.header[:2] == ["variant", "recipe"] and len(summary.rows) == 12
+    assert 'src="quality_vs_step.png"' in (out / "report.html").read_text()

@@ -1,19 +1,23 @@
 """Drivers that run `escx fit` (demo, ablations, sweeps): a stopped run stops the driver with the
 run's exit code, a finished or interrupted run is resumed rather than retrained, and a folder
-holding a different run is refused."""
+holding a different run is refused; the demo from a scratch folder, to its summary line."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
-from training_helpers import REPO, write_corpus
+from training_helpers import REPO, TINY, write_corpus
 
 from escx.commands.common import CommandError
+from escx.data.synthetic import MARKER
+from escx.demo import demo_configs, summary_line
 from escx.experiments.runs import RunStopped, resumable_command, run_fit
 
 
@@ -98,3 +102,55 @@ def test_escx_ablation_stops_with_the_code_of_a_stopped_run(tmp_path, monkeypatc
     err = capsys.readouterr().err
     assert "with-pretraining was stopped (exit 143)" in err and "run the same command" in err
     assert not (tmp_path / "out" / "results.csv").exists()
+
+
+def test_the_demo_stacks_its_recipe_after_the_tiny_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # configs are found in the source checkout from any folder
+    assert [Path(c).name for c in demo_configs()] == ["esc.yaml", "tiny.yaml", "quick.yaml"]
+    assert all(Path(c).is_file() for c in demo_configs())
+    names = [Path(c).name for c in demo_configs("esc", ["extra.yaml"])]
+    assert names == ["esc.yaml", "tiny.yaml", "extra.yaml"]
+
+
+def test_the_demo_summary_line_names_real_speech_and_both_bitrates():
+    rows = [{"kbps": k, "pesq": p, "stoi": 0.7, "sisdr": s} for k, p, s in
+            ((1.5, 1.21, -8.34), (4.5, 1.4, 0.0), (9.0, 1.623, 0.44))]  # fmt: skip
+    line = summary_line(2000, "quick", Path("data"), 143, False, rows, Path("r/report.html"))
+    assert line == (
+        "escx demo: trained 2000 steps (quick recipe) on data/ (143 train files, real speech): "
+        "9 kbps PESQ 1.62 STOI 0.70 SI-SDR 0.4 dB; 1.5 kbps PESQ 1.21 STOI 0.70 SI-SDR -8.3 dB; "
+        "report r/report.html"
+    )
+
+
+def test_the_demo_from_a_scratch_folder_ends_with_a_summary_and_warns_of_synthetic_data(tmp_path):
+    """`python -m escx.demo` as a user runs it, on data marked synthetic (as `make data` offline
+    leaves it): progress on stderr, the report in the run folder, a loud warning, and one
+    summary line last."""
+    data = tmp_path / "data"
+    write_corpus(data / "train", 4, 0.6, seed=21)
+    write_corpus(data / "val", 1, 0.5, seed=22)
+    (data / "train" / MARKER).write_text("synthetic speech-like audio\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "escx.demo", "--data", "data", "--steps", "2", "--eval-files", "1",
+         "--config", str(TINY), "--no-model-metrics", "--out", "demo"],
+        cwd=tmp_path, env={**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"},
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    number = r"(-?\d+\.\d+|n/a)"
+    bitrate = rf"{{}} kbps PESQ {number} STOI {number} SI-SDR {number} dB"
+    assert re.fullmatch(
+        r"escx demo: trained 2 steps \(quick recipe\) on data/ \(4 train files, SYNTHETIC "
+        rf"audio, not speech\): {bitrate.format('9')}; {bitrate.format('1.5')}; report "
+        r"demo/report/report\.html",
+        lines[-1],
+    ), lines[-1]
+    assert lines[-2].startswith("!!! WARNING: data holds SYNTHETIC") and "NOT speech" in lines[-2]
+    for label in ("eval before training", "eval after 2 steps (every bitrate)"):
+        assert f"{label}: 1/1 files" in result.stderr  # progress, as lines when not a terminal
+    report = tmp_path / "demo" / "report"
+    assert (report / "report.html").is_file() and (report / "quality_vs_bitrate.png").is_file()
+    assert "Trained 2 steps with the quick recipe (experiments/esc.yaml + experiments/tiny.yaml " \
+        "+ experiments/recipes/quick.yaml + " in (report / "results.md").read_text()  # fmt: skip

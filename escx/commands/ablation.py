@@ -1,5 +1,5 @@
 """``escx ablation STUDY``: train the variants of a study (pretrain, quantizer, codebook,
-codebook-kind) and compare them."""
+codebook-kind, recipe) and compare them."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 
 from escx.commands.common import ArgumentParser, add_model_metrics_argument, say
 from escx.experiments.ablation import SCALES, STUDIES, default_steps, run_study
+from escx.experiments.recipes import RECIPES, default_recipe
 
 
 def main(argv: list[str]) -> int:
@@ -23,6 +24,14 @@ def main(argv: list[str]) -> int:
         help="training steps per variant (default: about 30 minutes per study at --scale tiny)",
     )
     parser.add_argument("--scale", choices=sorted(SCALES), default="tiny")
+    parser.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default=None,
+        help="training recipe stacked after the model: quick (experiments/recipes/quick.yaml) "
+        "or esc (ESC's own); default quick at --scale tiny, esc at --scale base; the recipe "
+        "study trains both",
+    )
     parser.add_argument("--devices", default="1")
     parser.add_argument("--data", default="data", help="folder with train/ and val/")
     parser.add_argument("--seed", type=int, default=53)
@@ -35,12 +44,15 @@ def main(argv: list[str]) -> int:
         "--config",
         action="append",
         default=[],
-        help="extra config stacked after the scale, before each variant's overlay (repeatable)",
+        help="extra config stacked after the scale and the recipe, before each variant's overlay "
+        "(repeatable)",
     )
     add_model_metrics_argument(parser)
     args = parser.parse_args(argv)
     if args.steps is None:
         args.steps = default_steps(args.study, args.scale)
+    if args.recipe is None:
+        args.recipe = default_recipe(args.scale)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
     if args.listen < 0:

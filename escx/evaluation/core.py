@@ -22,12 +22,12 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from escx.api import CodecHandle
 from escx.codecs.base import Codec
 from escx.metrics import CodebookUsage, model_quality_metrics, speech_quality_metrics
 from escx.metrics.models import MODEL_COLUMNS
+from escx.progress import progress as show_progress
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ def evaluate_codec(
     with_stoi: bool = True,
     with_models: bool = True,
     listen: ClipSink | None = None,
+    progress_label: str = "eval",
 ) -> list[dict[str, Any]]:
     """Evaluate ``model`` on ``files`` at each stream count.
 
@@ -103,12 +104,13 @@ def evaluate_codec(
         model: a loaded :class:`~escx.api.CodecHandle` or a bare codec.
         files: audio paths (read at the codec rate, mono) or (L,) tensors at the codec rate.
         streams: stream counts to test (default: all).
-        progress: show a progress bar on stderr.
+        progress: show progress over the files on stderr (a bar in a terminal, else lines).
         with_stoi: also compute STOI (the slowest of the signal metrics).
         with_models: also compute the model-based metrics that are installed (DNSMOS, ViSQOL,
             speaker similarity: the ``eval`` extra); about 1.5 s per clip and bitrate.
         listen: called with each clip's original (stream count None) and its decoding at each
             stream count, e.g. a :class:`~escx.evaluation.listening.Listening` recorder.
+        progress_label: the label of the progress display.
 
     Returns:
         One dict per stream count with keys ``streams``, ``kbps`` (nominal), ``kbps_measured``,
@@ -137,7 +139,7 @@ def evaluate_codec(
     seconds = 0.0
     # Warm-up: the first call pays one-off costs (allocator, kernel selection) that are not speed.
     handle.decode(handle.encode(torch.zeros(rate), n_streams=streams[-1]), rate)
-    for index, clip in enumerate(tqdm(files, disable=not progress, unit="file", desc="eval")):
+    for index, clip in enumerate(show_progress(files, progress_label, enabled=progress)):
         audio, name = _load(clip, rate)
         length, duration = audio.shape[-1], audio.shape[-1] / rate
         seconds += duration

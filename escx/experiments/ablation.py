@@ -5,12 +5,17 @@ write one comparison report.
 ``make ablation-quantizer`` the 2 x 2 matrix CS-RVQ or RVQ by Swin or conv;
 ``make ablation-codebook`` ESC's pre-training against SoundStream/EnCodec's codebook techniques
 (k-means initialisation, dead-entry restarts, EMA updates); ``make ablation-codebook-kind`` ESC's
-VQ against FSQ, LFQ/BSQ, SimVQ and the rotation trick. Each runs
+VQ against FSQ, LFQ/BSQ, SimVQ and the rotation trick; ``make ablation-recipe`` ESC's training
+recipe against the quick recipe, with quality-against-step curves. Each runs
 ``escx fit`` for each variant (so every run is an ordinary, resumable escx run with its config
 saved), group the W&B runs under one group, then evaluate each final checkpoint with the same
 code as ``escx eval`` and write ``results/<study>/``: results.csv / .json / .md, plots, configs,
 and report.html, where the variants are heard side by side on the same clips (one row per clip,
 one column per variant, at the lowest and the highest bitrate).
+
+Every variant trains with a recipe (:mod:`escx.experiments.recipes`): ``--recipe`` chooses it,
+by default the quick recipe at SCALE=tiny and ESC's at SCALE=base; the recipe study sets its own
+per variant. Reports name the recipe and the configs each variant stacked.
 """
 
 from __future__ import annotations
@@ -21,10 +26,19 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from escx.commands.common import CommandError
+from escx.experiments.curves import Curves, plot_curves, read_curves, write_curves_csv
+from escx.experiments.recipes import (
+    config_path,
+    default_recipe,
+    describe_recipe,
+    recipe_configs,
+    repo_relative,
+)
 from escx.experiments.runs import fit_command, run_fit
 
 log = logging.getLogger(__name__)
@@ -35,18 +49,37 @@ SCALES = {
 }
 
 
+# Share of a study's steps trained with the quantizer bypassed, as the reference's ablation
+# (5 of 50 epochs); the same for every variant that pre-trains.
+PRETRAIN_SHARE = Fraction(1, 10)
+# The recipe study pre-trains a quarter, as the runs of docs/recipes.md did (and make demo does).
+RECIPE_PRETRAIN_SHARE = Fraction(1, 4)
+
+# Validations per run in the recipe study, evenly spaced: the points of its quality-against-step
+# curves.
+CURVE_POINTS = 5
+LOGGERS = "experiments/logging/wandb-and-csv.yaml"  # adds the CSV the curves are read from
+
+
 @dataclass
 class Variant:
-    """One arm of a study: a name, extra configs and command-line overrides."""
+    """One arm of a study: a name, extra configs, command-line overrides and, where the study
+    compares recipes, its recipe (None: the driver's ``--recipe``)."""
 
     name: str
     configs: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
+    recipe: str | None = None
+
+
+def pretrain_steps(steps: int) -> int:
+    """Pre-training steps of a variant trained for ``steps`` (at least one)."""
+    return max(1, int(steps * PRETRAIN_SHARE))
 
 
 def pretrain_study(steps: int) -> list[Variant]:
     """ESC with and without pre-training; the reference's ablation pre-trains 5 of 50 epochs."""
-    pretrain = max(1, steps // 10)
+    pretrain = pretrain_steps(steps)
     return [
         Variant("with-pretraining", overrides=[f"--model.pretrain_steps={pretrain}"]),
         Variant("without-pretraining", overrides=["--model.pretrain_steps=0"]),
@@ -55,7 +88,7 @@ def pretrain_study(steps: int) -> list[Variant]:
 
 def quantizer_study(steps: int) -> list[Variant]:
     """CS-RVQ or RVQ by Swin or conv (docs/esc.md §9.1-§9.2)."""
-    pretrain = max(1, steps // 10)
+    pretrain = pretrain_steps(steps)
     return [
         Variant(
             name, [f"experiments/ablations/{name}.yaml"], [f"--model.pretrain_steps={pretrain}"]
@@ -73,7 +106,7 @@ def codebook_study(steps: int) -> list[Variant]:
     thing: k-means initialisation, dead-entry restarts or EMA codeword updates (overlays in
     experiments/ablations/codebook-*.yaml, usable on any quantizer).
     """
-    pretrain = max(1, steps // 10)
+    pretrain = pretrain_steps(steps)
     quantized = "--model.pretrain_steps=0"
     return [
         Variant("pretraining", overrides=[f"--model.pretrain_steps={pretrain}"]),
@@ -97,7 +130,7 @@ def codebook_kind_study(steps: int) -> list[Variant]:
     per code. ``--config experiments/ablations/rvq-swin.yaml`` runs the same comparison on the
     residual VQ.
     """
-    pretrain = [f"--model.pretrain_steps={max(1, steps // 10)}"]
+    pretrain = [f"--model.pretrain_steps={pretrain_steps(steps)}"]
     return [
         Variant("vq", overrides=pretrain),
         *(
@@ -107,18 +140,41 @@ def codebook_kind_study(steps: int) -> list[Variant]:
     ]
 
 
+def recipe_study(steps: int) -> list[Variant]:
+    """ESC's recipe against the quick recipe: same model, steps, seed, data and pre-training
+    share; each run validates at 1.5 and 9 kbps :data:`CURVE_POINTS` times and logs a CSV, from
+    which the report draws quality against step."""
+    overrides = [
+        f"--model.pretrain_steps={max(1, int(steps * RECIPE_PRETRAIN_SHARE))}",
+        f"--trainer.val_check_interval={max(1, steps // CURVE_POINTS)}",
+        "--trainer.check_val_every_n_epoch=null",  # the interval counts steps, across epochs
+        "--model.val_kbps=[1.5,9.0]",
+    ]
+    return [Variant(recipe, [LOGGERS], overrides, recipe=recipe) for recipe in ("esc", "quick")]
+
+
 STUDIES = {
     "pretrain": pretrain_study,
     "quantizer": quantizer_study,
     "codebook": codebook_study,
     "codebook-kind": codebook_kind_study,
+    "recipe": recipe_study,
 }
 
 # Training steps per variant at SCALE=tiny when --steps is not given. The codebook study's 500 is
 # sized for about 30 minutes on an idle 2-core CPU (measured with --steps 40): a tiny-model step
 # (batch 8 x 1 s) takes 0.6-0.7 s, the same for every codebook technique, and each variant adds
 # about 80 s of start-up, final validation and evaluation of 16 files: 4 x (80 + 500 x 0.65) s.
-TINY_STEPS = {"pretrain": 300, "quantizer": 300, "codebook": 500, "codebook-kind": 500}
+# The recipe study's 1500 is the budget of the comparison in docs/recipes.md. Measured there on
+# a loaded machine with one thread per run: 49 min for ESC's recipe (batch 8 x 1 s), 19 min for
+# the quick recipe (4 x 0.5 s, a quarter of the audio per step); an idle machine is faster.
+TINY_STEPS = {
+    "pretrain": 300,
+    "quantizer": 300,
+    "codebook": 500,
+    "codebook-kind": 500,
+    "recipe": 1500,
+}
 
 # One sentence per study appended to the report caption.
 NOTES = {
@@ -130,6 +186,10 @@ NOTES = {
     "differs only in the codebook kind: ESC's VQ, FSQ [4,4,4,4,4], LFQ on the sphere (10 bits, "
     "entropy penalty 0.1), SimVQ, or VQ with the rotation trick; all 1024 codes (10 bits) per "
     "codebook.",
+    "recipe": "Both variants train the same model for the same steps, seed and data, pre-training "
+    "the first 25% of the steps; 'esc' is ESC's recipe, 'quick' stacks the quick recipe's "
+    "overlay. Each validated at 1.5 and 9 kbps every fifth of its steps: quality against step "
+    "in quality_vs_step.png (points in curves.csv).",
 }
 
 
@@ -138,25 +198,45 @@ def default_steps(study: str, scale: str) -> int:
     return TINY_STEPS.get(study, 300) if scale == "tiny" else 250_000
 
 
-def train_variant(
-    variant: Variant, args: argparse.Namespace, out: Path, group: str
-) -> tuple[Path, Path]:
-    """Run ``escx fit`` for one variant; returns (run folder, final checkpoint)."""
-    root = out / "runs" / variant.name
+def variant_recipe(variant: Variant, args: argparse.Namespace) -> str:
+    """The recipe ``variant`` trains with: its own, else ``--recipe``, else the scale's default."""
+    return variant.recipe or getattr(args, "recipe", None) or default_recipe(args.scale)
+
+
+def variant_configs(variant: Variant, args: argparse.Namespace) -> list[str]:
+    """Configs ``variant`` stacks, in order: ESC, the scale, the recipe, ``--config`` extras, the
+    variant's overlays (later ones win)."""
     extra = list(getattr(args, "config", None) or [])
-    configs = ["experiments/esc.yaml", *SCALES[args.scale], *extra, *variant.configs]
-    cmd = fit_command(
-        configs,
+    recipe = recipe_configs(variant_recipe(variant, args))
+    configs = ["experiments/esc.yaml", *SCALES[args.scale], *recipe, *extra, *variant.configs]
+    return [config_path(c) for c in configs]
+
+
+def variant_command(variant: Variant, args: argparse.Namespace, root: Path) -> list[str]:
+    """The ``escx fit`` command that trains ``variant`` into ``root``."""
+    options = [
         f"--data.train={args.data}/train",
         f"--data.val={args.data}/val",
         f"--trainer.max_steps={args.steps}",
         f"--trainer.devices={args.devices}",
         f"--trainer.default_root_dir={root}",
         f"--seed_everything={args.seed}",
-        *variant.overrides,
-    )
+    ]
     if args.scale == "tiny":  # validate once, at the end: the comparison is evaluated afterwards
-        cmd += [f"--trainer.val_check_interval={args.steps}", "--trainer.num_sanity_val_steps=0"]
+        options += [
+            f"--trainer.val_check_interval={args.steps}",
+            "--trainer.num_sanity_val_steps=0",
+        ]
+    # The variant's options come last, so a study that validates more often (recipe) wins.
+    return fit_command(variant_configs(variant, args), *options, *variant.overrides)
+
+
+def train_variant(
+    variant: Variant, args: argparse.Namespace, out: Path, group: str
+) -> tuple[Path, Path]:
+    """Run ``escx fit`` for one variant; returns (run folder, final checkpoint)."""
+    root = out / "runs" / variant.name
+    cmd = variant_command(variant, args, root)
     env = {**os.environ, "WANDB_RUN_GROUP": group}
     env.setdefault("WANDB_MODE", "offline")
     log.warning("training %s: %s", variant.name, " ".join(cmd[2:]))
@@ -188,9 +268,14 @@ def run_study(args: argparse.Namespace) -> Path:
     rows: list[dict[str, Any]] = []
     (out / "configs").mkdir(exist_ok=True)
     listening = None
+    stacks: dict[str, str] = {}
+    curves: dict[str, Curves] = {}
     for variant in variants:
         root, ckpt = train_variant(variant, args, out, f"ablation-{args.study}")
         shutil.copy(root / "config.yaml", out / "configs" / f"{variant.name}.yaml")
+        recipe, configs = variant_recipe(variant, args), variant_configs(variant, args)
+        stacks[variant.name] = describe_recipe(recipe, configs)
+        curves[variant.name] = read_curves(root)
         handle = load_codec(ckpt)
         params = sum(p.numel() for p in handle.codec.parameters())
         summary = json.loads((root / "metrics.json").read_text())
@@ -203,17 +288,22 @@ def run_study(args: argparse.Namespace) -> Path:
         for row in evaluate_codec(
             handle, val_files, progress=True, with_models=with_models, listen=listen
         ):
-            rows.append({"variant": variant.name, "params": params,
-                         "steps": summary.get("batches_seen"), **row})  # fmt: skip
-    caption = _caption(args, rows)
+            rows.append({"variant": variant.name, "recipe": recipe, "params": params,
+                         "steps": summary.get("batches_seen"), **row,
+                         "configs": [repo_relative(c) for c in configs]})  # fmt: skip
+    caption = _caption(args, rows, stacks)
     title = f"ablation: {args.study}"
     write_report(rows, out, title, caption, plots=False, page=False)
     images = _plots(rows, out, args.study)
+    if any(len(p) > 1 for c in curves.values() for k in c.values() for p in k.values()):
+        write_curves_csv(curves, out / "curves.csv")
+        marks = [(pretrain_steps(args.steps), "quantizer on")] if args.study == "recipe" else []
+        images.insert(0, plot_curves(curves, out / "quality_vs_step.png", title, marks))
     write_page(out, title, rows, caption, images, listening)
     return out
 
 
-def _caption(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
+def _caption(args: argparse.Namespace, rows: list[dict[str, Any]], stacks: dict[str, str]) -> str:
     params = sorted({r["params"] for r in rows})
     scale = (
         f"reduced-size ESC (experiments/tiny.yaml, {', '.join(f'{p:,}' for p in params)} "
@@ -222,10 +312,11 @@ def _caption(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
         else f"full-size models ({', '.join(f'{p:,}' for p in params)} parameters)"
     )
     note = NOTES.get(getattr(args, "study", ""), "")
+    stacked = "; ".join(f"{name}: {stack}" for name, stack in stacks.items())
     return (
         f"{scale}; {args.steps} training steps per variant, seed {args.seed}, data {args.data} "
         f"(evaluated on {rows[0]['files'] if rows else 0} validation files); same budget and seed "
-        "for every variant." + (f" {note}" if note else "")
+        f"for every variant. Recipe and configs stacked: {stacked}." + (f" {note}" if note else "")
     )
 
 
