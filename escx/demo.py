@@ -42,9 +42,10 @@ from escx.experiments.recipes import (
 ROOT = Path("runs/demo")
 MODEL = ["experiments/esc.yaml", "experiments/tiny.yaml"]
 RECIPE = "quick"  # at this size and budget, ESC's own recipe still decodes noise
-# Steps when --steps is not given. Estimated, not measured: a step takes 0.6-0.7 s on an idle
-# 2-core CPU, so 2000 steps train in about 22 min, plus about 5 min of evaluation.
-DEFAULT_STEPS = 2000
+# Steps when --steps is not given, inside the demo's 45-minute budget: the quick recipe's 5000
+# steps trained in 28 min with one thread on a 2-core machine busy with other jobs (an idle one,
+# with both threads, is faster); docs/recipes.md has the run and its curves.
+DEFAULT_STEPS = 5000
 # Share of the steps trained with the quantizer bypassed before the codebooks switch on.
 PRETRAIN_SHARE = Fraction(1, 4)
 SUMMARY_KBPS = (9.0, 1.5)  # the bitrates of the summary line, highest first
