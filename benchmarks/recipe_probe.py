@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from torchmetrics.functional.audio import scale_invariant_signal_distortion_rati
 import escx
 from escx.audio import find_audio_files, read_audio
 from escx.metrics import PESQWideband
+from escx.training.lr_schedule import WarmupCosineLR
 from escx.training.objective import Objective
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,14 +47,6 @@ def eval_batch(folder: Path, files: int) -> torch.Tensor:
     cuts = [clip[:EVAL_SAMPLES] for clip in clips]
     padded = [torch.nn.functional.pad(cut, (0, EVAL_SAMPLES - cut.numel())) for cut in cuts]
     return torch.stack(padded)
-
-
-def learning_rate(args: argparse.Namespace, step: int) -> float:
-    """Peak rate times linear warmup, then optionally cosine decay to 0 at the last step."""
-    factor = min(1.0, (step + 1) / args.warmup) if args.warmup else 1.0
-    if args.cosine:
-        factor *= 0.5 * (1 + math.cos(math.pi * min(1.0, step / args.steps)))
-    return args.lr * factor
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,11 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     val = eval_batch(args.data / "val", args.eval_files)
     objective = Objective(json.loads(args.loss), sample_rate=codec.sample_rate)
     optimizer = torch.optim.AdamW(codec.parameters(), lr=args.lr, weight_decay=0.01)
+    # The recipes' own schedule: linear warmup, then cosine decay to 0 (or a constant rate).
+    schedule = WarmupCosineLR(
+        optimizer, args.warmup, args.steps, final_ratio=0.0 if args.cosine else 1.0
+    )
     draws = torch.Generator().manual_seed(args.seed + 1)
     start = time.perf_counter()
     for step in range(args.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(args, step)
         picks = torch.randint(len(train), (args.batch,), generator=draws).tolist()
         crops = []
         for index in picks:
@@ -100,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         objective.total(terms).backward()
         torch.nn.utils.clip_grad_norm_(codec.parameters(), args.clip)
         optimizer.step()
+        schedule.step()
         if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
             codec.eval()
             with torch.no_grad():

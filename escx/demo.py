@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from escx.commands.common import CommandError, add_model_metrics_argument, say
+from escx.experiments.ablation import pretrain_steps
 from escx.experiments.recipes import (
     RECIPES,
     config_path,
@@ -73,11 +74,6 @@ def prepare_data(data: str | None) -> Path:
 def demo_configs(recipe: str = RECIPE, extra: Sequence[str] = ()) -> list[str]:
     """The configs the demo stacks: the tiny model, the recipe's overlay, then ``extra``."""
     return [config_path(c) for c in [*MODEL, *recipe_configs(recipe), *extra]]
-
-
-def pretrain_steps(steps: int) -> int:
-    """Steps trained with the quantizer bypassed (at least one)."""
-    return max(1, int(steps * PRETRAIN_SHARE))
 
 
 def is_synthetic(data: Path) -> bool:
@@ -215,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     before = escx.build_codec(*configs).eval()
     evaluate(before, files, "before training", streams=[1, 6], with_models=with_models)
 
-    pretrain = pretrain_steps(args.steps)
+    pretrain = pretrain_steps(args.steps, PRETRAIN_SHARE)
     from escx.experiments.runs import RunStopped, fit_command, run_fit
 
     cmd = fit_command(

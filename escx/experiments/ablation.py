@@ -72,9 +72,9 @@ class Variant:
     recipe: str | None = None
 
 
-def pretrain_steps(steps: int) -> int:
-    """Pre-training steps of a variant trained for ``steps`` (at least one)."""
-    return max(1, int(steps * PRETRAIN_SHARE))
+def pretrain_steps(steps: int, share: Fraction = PRETRAIN_SHARE) -> int:
+    """Pre-training steps of a run trained for ``steps``: ``share`` of them, at least one."""
+    return max(1, int(steps * share))
 
 
 def pretrain_study(steps: int) -> list[Variant]:
@@ -145,7 +145,7 @@ def recipe_study(steps: int) -> list[Variant]:
     share; each run validates at 1.5 and 9 kbps :data:`CURVE_POINTS` times and logs a CSV, from
     which the report draws quality against step."""
     overrides = [
-        f"--model.pretrain_steps={max(1, int(steps * RECIPE_PRETRAIN_SHARE))}",
+        f"--model.pretrain_steps={pretrain_steps(steps, RECIPE_PRETRAIN_SHARE)}",
         f"--trainer.val_check_interval={max(1, steps // CURVE_POINTS)}",
         "--trainer.check_val_every_n_epoch=null",  # the interval counts steps, across epochs
         "--model.val_kbps=[1.5,9.0]",
@@ -297,7 +297,8 @@ def run_study(args: argparse.Namespace) -> Path:
     images = _plots(rows, out, args.study)
     if any(len(p) > 1 for c in curves.values() for k in c.values() for p in k.values()):
         write_curves_csv(curves, out / "curves.csv")
-        marks = [(pretrain_steps(args.steps), "quantizer on")] if args.study == "recipe" else []
+        switch = pretrain_steps(args.steps, RECIPE_PRETRAIN_SHARE)
+        marks = [(switch, "quantizer on")] if args.study == "recipe" else []
         images.insert(0, plot_curves(curves, out / "quality_vs_step.png", title, marks))
     write_page(out, title, rows, caption, images, listening)
     return out
