@@ -214,3 +214,22 @@ def test_a_killed_writer_leaves_no_temporary_after_the_next_write(tmp_path):
 
     atomic_torch_save({"w": torch.ones(2)}, target)
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_quick_recipe_through_the_console_script(corpus, tmp_path):
+    """The quick recipe overlay trains as it says: its loss terms, and WarmupCosineLR bound to
+    the run's max_steps (the warmup's first steps at 1/100, 2/100, ... of the 3e-3 peak)."""
+    quick = REPO / "experiments" / "recipes" / "quick.yaml"
+    args = _fit_args(corpus, "run", 6, "--config", str(quick), "--model.pretrain_steps", "3",
+                     "--trainer.log_every_n_steps", "1", *CSV_LOGGER)  # fmt: skip
+    done = subprocess.run(args, cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = []
+    for file in sorted((tmp_path / "logs").glob("version_*/metrics.csv")):
+        with open(file) as handle:
+            rows += [r for r in csv.DictReader(handle) if r.get("train/lr")]
+    rates = {int(r["step"]): float(r["train/lr"]) for r in rows}
+    assert rates == pytest.approx({k: 3e-3 * (k + 1) / 100 for k in range(6)})
+    assert all(r["train/loss/waveform"] and r["train/loss/compressed_spectrum"] for r in rows)
+    assert not any(r.get("train/loss/stft") for r in rows)

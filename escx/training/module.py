@@ -185,6 +185,7 @@ class CodecModule(L.LightningModule):
         terms = self.objective.generator_terms(audio, out, fake, real_features)
         check_finite(terms, index)
         total = self.objective.total(terms)
+        rate = float(opt_g.param_groups[0]["lr"])  # this batch's rate, before the scheduler steps
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(total)
         self._zero_missing_grads(opt_g)
@@ -201,7 +202,7 @@ class CodecModule(L.LightningModule):
         logs.update({f"train/loss/{name}": value.detach() for name, value in terms.items()})
         logs["train/loss/total"] = total.detach()
         logs["train/streams"] = torch.tensor(float(streams))
-        logs["train/lr"] = torch.tensor(float(opt_g.param_groups[0]["lr"]))
+        logs["train/lr"] = torch.tensor(rate)
         logs["train/phase"] = torch.tensor(float(list(Phase).index(phase)))
         # Dead-entry restarts of this batch, per stream (empty unless dead_threshold is set).
         restarts = getattr(getattr(self.codec, "quantizer", None), "pop_restart_counts", dict)()
