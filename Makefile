@@ -55,25 +55,25 @@ data: $(STAMP) ## prepare data/train and data/val (DATA=DIR to use a local folde
 demo: $(STAMP) ## train a small codec on CPU and evaluate it (DATA=DIR, STEPS=300 for a smoke run, RECIPE=)
 	$(BIN)/python -m escx.demo $(if $(DATA),--data $(DATA)) $(if $(STEPS),--steps $(STEPS)) $(if $(RECIPE),--recipe $(RECIPE))
 
-ABLATION_ARGS = --scale $(SCALE) --devices $(DEVICES) --data $(or $(DATA),data) $(if $(STEPS),--steps $(STEPS)) $(if $(EVAL_FILES),--eval-files $(EVAL_FILES)) $(if $(RECIPE),--recipe $(RECIPE))
+ABLATION_ARGS = --scale $(SCALE) --devices $(DEVICES) --data $(or $(DATA),data) $(if $(STEPS),--steps $(STEPS)) $(if $(EVAL_FILES),--eval-files $(EVAL_FILES)) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(SEEDS),--seeds $(SEEDS))
 
-ablation-pretrain: $(STAMP) ## ESC with vs without pre-training (STEPS=, SCALE=tiny|base, RECIPE=quick|esc, DEVICES=, DATA=)
+ablation-pretrain: $(STAMP) ## ESC with vs without pre-training (STEPS=, SEEDS="53 54", SCALE=tiny|base, RECIPE=quick|esc, DEVICES=, DATA=)
 	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
 	$(BIN)/escx ablation pretrain $(ABLATION_ARGS)
 
-ablation-quantizer: $(STAMP) ## CS-RVQ/RVQ x Swin/conv matrix (STEPS=, SCALE=tiny|base, RECIPE=quick|esc, DEVICES=, DATA=)
+ablation-quantizer: $(STAMP) ## CS-RVQ/RVQ x Swin/conv matrix (STEPS=, SEEDS="53 54", SCALE=tiny|base, RECIPE=quick|esc, DEVICES=, DATA=)
 	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
 	$(BIN)/escx ablation quantizer $(ABLATION_ARGS)
 
-ablation-codebook: $(STAMP) ## pre-training vs k-means init / dead-entry restarts / EMA updates (STEPS=, SCALE=, RECIPE=, DEVICES=, DATA=)
+ablation-codebook: $(STAMP) ## pre-training vs k-means init / dead-entry restarts / EMA updates (STEPS=, SEEDS="53 54", SCALE=, RECIPE=, DEVICES=, DATA=)
 	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
 	$(BIN)/escx ablation codebook $(ABLATION_ARGS)
 
-ablation-codebook-kind: $(STAMP) ## ESC's VQ vs FSQ / LFQ (BSQ) / SimVQ / rotation trick (STEPS=, SCALE=, RECIPE=, DEVICES=, DATA=, EVAL_FILES=)
+ablation-codebook-kind: $(STAMP) ## ESC's VQ vs FSQ / LFQ (BSQ) / SimVQ / rotation trick (STEPS=, SEEDS="53 54", SCALE=, RECIPE=, DEVICES=, DATA=, EVAL_FILES=)
 	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
 	$(BIN)/escx ablation codebook-kind $(ABLATION_ARGS)
 
-ablation-recipe: $(STAMP) ## ESC's recipe vs the quick recipe, with quality-against-step curves (STEPS=, SCALE=, DEVICES=, DATA=, EVAL_FILES=)
+ablation-recipe: $(STAMP) ## ESC's recipe vs the quick recipe, with quality-against-step curves (STEPS=, SEEDS="53 54", SCALE=, DEVICES=, DATA=, EVAL_FILES=)
 	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
 	$(BIN)/escx ablation recipe $(ABLATION_ARGS)
 

@@ -146,3 +146,67 @@ def test_two_run_recipe_ablation_writes_a_report_with_curves(tmp_path, monkeypat
     (summary,) = [t for t in page.tables if t.cls == "summary"]
     assert summary.header[:2] == ["variant", "recipe"] and len(summary.rows) == 12
     assert 'src="quality_vs_step.png"' in (out / "report.html").read_text()
+
+
+def _fake_study(trained: list):
+    """Stands in for one seed's training and evaluation: writes the report run_seed writes, with
+    PESQ that depends on the seed and the variant."""
+    from escx.evaluation.report import write_report
+
+    def run_seed(args, out):
+        trained.append((args.seed, out))
+        rows = [
+            {"variant": variant, "recipe": "quick", "kbps": kbps, "pesq": pesq + args.seed / 100,
+             "stoi": 0.7, "sisdr": -3.0, "mel_distance": 5.0, "bitrate_utilization": 0.5}
+            for variant, pesq in (("with-pretraining", 1.2), ("without-pretraining", 1.1))
+            for kbps in (1.5, 9.0)
+        ]  # fmt: skip
+        out.mkdir(parents=True)
+        write_report(rows, out, "ablation", f"tiny; seed {args.seed}, data d", page=False)
+        return out
+
+    return run_seed
+
+
+def test_several_seeds_train_the_study_once_per_seed_and_summarise_the_spread(
+    tmp_path, monkeypatch, capsys
+):
+    import escx.experiments.ablation as ablation
+
+    trained = []
+    monkeypatch.setattr(ablation, "run_seed", _fake_study(trained))
+    out = tmp_path / "results"
+    argv = ["ablation", "pretrain", "--steps", "1", "--seeds", "53", "54", "--out", str(out)]
+    assert main(argv) == 0
+    assert trained == [(53, out / "seed-53"), (54, out / "seed-54")]
+    with open(out / "results.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [r["seed"] for r in rows] == ["53"] * 4 + ["54"] * 4
+    with open(out / "summary.csv") as file:
+        summary = {(r["variant"], r["kbps"]): r for r in csv.DictReader(file)}
+    row = summary[("with-pretraining", "9.0")]
+    assert row["seeds"] == "53 54"
+    assert float(row["pesq"]) == pytest.approx(1.2 + 0.535)
+    assert (float(row["pesq_min"]), float(row["pesq_max"])) == pytest.approx((1.73, 1.74))
+    table = (out / "summary.md").read_text()
+    assert "| with-pretraining | 9 | 2 | 1.735 [1.730, 1.740] |" in table
+    assert "seeds 53, 54" in table and "seed 54" not in table
+    assert (out / "quality_spread.png").stat().st_size > 0
+    printed = capsys.readouterr().out
+    assert "1.735 [1.730, 1.740]" in printed and str(out / "seed-54" / "report.html") in printed
+
+
+def test_one_seed_writes_the_study_into_its_folder_and_equal_seeds_are_refused(
+    tmp_path, monkeypatch, capsys
+):
+    import escx.experiments.ablation as ablation
+
+    trained = []
+    monkeypatch.setattr(ablation, "run_seed", _fake_study(trained))
+    out = tmp_path / "results"
+    assert main(["ablation", "pretrain", "--steps", "1", "--seed", "7", "--out", str(out)]) == 0
+    assert trained == [(7, out)] and not (out / "summary.md").exists()
+    with pytest.raises(SystemExit) as stop:
+        main(["ablation", "pretrain", "--seeds", "53", "53", "--out", str(tmp_path / "x")])
+    assert stop.value.code == 2 and "--seeds must differ" in capsys.readouterr().err
+    assert len(trained) == 1

@@ -270,7 +270,8 @@ def test_codebook_kind_study_changes_only_the_kind() -> None:
         books = [b for stream in codec.quantizer.codebooks_by_stream() for b in stream]
         kinds = {(type(b).__name__, getattr(b, "estimator", None)) for b in books}
         assert kinds == {expected[variant.name]}, variant.name
-    assert default_steps("codebook-kind", "tiny") == 500
+    assert default_steps("codebook-kind", "tiny", "esc") == 500
+    assert default_steps("codebook-kind", "tiny", "quick") == 1000
 
 
 def test_readme_table_matches_the_tested_parameter_counts() -> None:

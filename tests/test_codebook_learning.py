@@ -340,5 +340,6 @@ def test_codebook_study_compares_pretraining_with_three_techniques() -> None:
         books = _codebooks(codec)
         settings = {(b.init, b.ema_decay is not None, b.restarts_enabled) for b in books}
         assert settings == {expected[variant.name]}, variant.name
-    assert default_steps("codebook", "tiny") == 500
-    assert default_steps("codebook", "base") == 250_000
+    assert default_steps("codebook", "tiny", "esc") == 500
+    assert default_steps("codebook", "tiny", "quick") == 1000
+    assert default_steps("codebook", "base", "esc") == 250_000

@@ -34,7 +34,16 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--devices", default="1")
     parser.add_argument("--data", default="data", help="folder with train/ and val/")
-    parser.add_argument("--seed", type=int, default=53)
+    parser.add_argument(
+        "--seed",
+        "--seeds",
+        dest="seeds",
+        type=int,
+        nargs="+",
+        default=[53],
+        help="seed of every variant (default 53); several train the whole study once per seed "
+        "into OUT/seed-SEED/ and summarise the spread in OUT/summary.md",
+    )
     parser.add_argument("--eval-files", type=int, default=16, help="validation files evaluated")
     parser.add_argument("--out", default=None, help="default: results/ablation-STUDY")
     parser.add_argument(
@@ -49,17 +58,26 @@ def main(argv: list[str]) -> int:
     )
     add_model_metrics_argument(parser)
     args = parser.parse_args(argv)
-    if args.steps is None:
-        args.steps = default_steps(args.study, args.scale)
     if args.recipe is None:
         args.recipe = default_recipe(args.scale)
+    if args.steps is None:
+        args.steps = default_steps(args.study, args.scale, args.recipe)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
     if args.listen < 0:
         parser.error("--listen must be >= 0")
+    if len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"--seeds must differ, got {args.seeds}")
+    args.seed = args.seeds[0]
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     out = run_study(args)
-    say((out / "results.md").read_text())
+    summary = out / ("summary.md" if len(args.seeds) > 1 else "results.md")
+    say(summary.read_text())
     say(f"results: {out}")
-    say(f"listening report: {out / 'report.html'}")
+    pages = (
+        [out / "report.html"]
+        if len(args.seeds) == 1
+        else [out / f"seed-{seed}" / "report.html" for seed in args.seeds]
+    )
+    say(f"listening report: {', '.join(map(str, pages))}")
     return 0

@@ -161,20 +161,25 @@ STUDIES = {
     "recipe": recipe_study,
 }
 
-# Training steps per variant at SCALE=tiny when --steps is not given. The codebook study's 500 is
-# sized for about 30 minutes on an idle 2-core CPU (measured with --steps 40): a tiny-model step
-# (batch 8 x 1 s) takes 0.6-0.7 s, the same for every codebook technique, and each variant adds
-# about 80 s of start-up, final validation and evaluation of 16 files: 4 x (80 + 500 x 0.65) s.
-# The recipe study's 1500 is the budget of the comparison in docs/recipes.md. Measured there on
-# a loaded machine with one thread per run: 49 min for ESC's recipe (batch 8 x 1 s), 19 min for
-# the quick recipe (4 x 0.5 s, a quarter of the audio per step); an idle machine is faster.
+# Training steps per variant at SCALE=tiny when --steps is not given, by recipe.
+#
+# ESC's recipe (batch 8 x 1 s): the codebook study's 500 is sized for about 30 minutes on an idle
+# 2-core CPU (measured with --steps 40): a tiny-model step takes 0.6-0.7 s, the same for every
+# codebook technique, and each variant adds about 80 s of start-up, final validation and
+# evaluation of 16 files: 4 x (80 + 500 x 0.65) s.
+#
+# The quick recipe (batch 4 x 0.5 s, a quarter of the audio per step): 1000 steps, where its
+# 9 kbps SI-SDR has left the random-phase floor (docs/recipes.md). Measured with two studies
+# side by side, one thread each: 0.31 s a step, about 7 minutes a variant with its evaluation.
+#
+# The recipe study trains both recipes; its 1500 is the budget of the comparison in
+# docs/recipes.md (49 min for ESC's recipe, 19 min for the quick one, one thread, loaded machine).
 TINY_STEPS = {
-    "pretrain": 300,
-    "quantizer": 300,
-    "codebook": 500,
-    "codebook-kind": 500,
-    "recipe": 1500,
+    "esc": {"pretrain": 300, "quantizer": 300, "codebook": 500, "codebook-kind": 500},
+    "quick": {"pretrain": 1000, "quantizer": 1000, "codebook": 1000, "codebook-kind": 1000},
 }
+RECIPE_STUDY_STEPS = 1500
+
 
 # One sentence per study appended to the report caption.
 NOTES = {
@@ -193,9 +198,12 @@ NOTES = {
 }
 
 
-def default_steps(study: str, scale: str) -> int:
-    """Steps per variant when none are given: the tiny budget, or ESC's 250k at full size."""
-    return TINY_STEPS.get(study, 300) if scale == "tiny" else 250_000
+def default_steps(study: str, scale: str, recipe: str) -> int:
+    """Steps per variant when none are given: the tiny budget of ``recipe`` (the recipe study
+    trains both recipes for the same steps), or ESC's 250k at full size."""
+    if scale != "tiny":
+        return 250_000
+    return RECIPE_STUDY_STEPS if study == "recipe" else TINY_STEPS[recipe][study]
 
 
 def variant_recipe(variant: Variant, args: argparse.Namespace) -> str:
@@ -246,8 +254,48 @@ def train_variant(
     return root, root / "checkpoints" / "last.ckpt"
 
 
+def study_seeds(args: argparse.Namespace) -> list[int]:
+    """The seeds ``args`` asks for: ``args.seeds`` (a list) or the single ``args.seed``."""
+    return list(getattr(args, "seeds", None) or [args.seed])
+
+
 def run_study(args: argparse.Namespace) -> Path:
-    """Train and evaluate every variant of ``args.study``; returns the results folder."""
+    """Train and evaluate every variant of ``args.study`` once per seed; returns the results
+    folder.
+
+    With one seed the report is written into the folder itself. With several, each seed's study
+    is a complete report in ``seed-<seed>/`` (its runs resume there like any study's), and the
+    folder gets every seed's rows (results.csv / .json / .md, with a ``seed`` column) and their
+    spread (:mod:`escx.experiments.seeds`: summary.csv / .md, quality_spread.png).
+    """
+    from escx.evaluation.report import write_report
+    from escx.experiments.seeds import write_summary
+
+    seeds = study_seeds(args)
+    out = Path(args.out or f"results/ablation-{args.study}")
+    if len(seeds) == 1:
+        run_seed(argparse.Namespace(**{**vars(args), "seed": seeds[0]}), out)
+        return out
+    rows: list[dict[str, Any]] = []
+    for seed in seeds:
+        per_seed = argparse.Namespace(**{**vars(args), "seed": seed, "seeds": [seed]})
+        document = json.loads(
+            (run_seed(per_seed, out / f"seed-{seed}") / "results.json").read_text()
+        )
+        rows += [{"seed": seed, **row} for row in document["rows"]]
+    caption = document["caption"].replace(
+        f"seed {seeds[-1]}", f"seeds {', '.join(map(str, seeds))}"
+    )
+    title = f"ablation: {args.study}"
+    # The seed as text, so the Markdown table shows it as a label column beside the variant.
+    labelled = [{**row, "seed": str(row["seed"])} for row in rows]
+    write_report(labelled, out, title, caption, plots=False, page=False)
+    write_summary(rows, out, title, caption + " Cells: mean over seeds [lowest, highest].")
+    return out
+
+
+def run_seed(args: argparse.Namespace, out: Path) -> Path:
+    """Train and evaluate every variant of ``args.study`` with ``args.seed`` into ``out``."""
     import torch
 
     from escx.api import load_codec
@@ -257,7 +305,6 @@ def run_study(args: argparse.Namespace) -> Path:
     from escx.evaluation.page import write_page
     from escx.evaluation.report import write_report
 
-    out = Path(args.out or f"results/ablation-{args.study}")
     out.mkdir(parents=True, exist_ok=True)
     variants = STUDIES[args.study](args.steps)
     val_files = find_audio_files(Path(args.data) / "val")[: args.eval_files]
