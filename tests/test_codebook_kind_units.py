@@ -96,6 +96,25 @@ def test_lfq_entropy_penalty_prefers_confident_codes_spread_over_the_batch() -> 
     assert penalty["spread"] == pytest.approx(-2 * math.log(2), abs=1e-3)  # 2 bits, all used
 
 
+def test_lfq_joint_entropy_sees_correlated_bits_that_the_per_bit_approximation_misses() -> None:
+    """Two codes of four used, each bit 50/50: the per-bit batch entropy is the full 2 ln 2, the
+    joint one ln 2; for independent bits the two agree."""
+    kinds = {e: LFQ(2, 4, bits=2, entropy_weight=1.0, temperature=0.5, entropy=e).train()
+             for e in ("joint", "per_bit")}  # fmt: skip
+    correlated = torch.tensor([[[3.0, 3.0], [-3.0, -3.0]] * 2])
+    spread = torch.tensor([[[3.0, 3.0], [-3.0, 3.0], [3.0, -3.0], [-3.0, -3.0]]])
+    penalty = {(e, name): float(lfq(z)[3]) for e, lfq in kinds.items()
+               for name, z in (("correlated", correlated), ("spread", spread))}  # fmt: skip
+    assert penalty[("per_bit", "correlated")] == pytest.approx(penalty[("per_bit", "spread")])
+    assert penalty[("joint", "correlated")] - penalty[("joint", "spread")] == pytest.approx(
+        math.log(2), abs=1e-3
+    )
+    assert penalty[("joint", "spread")] == pytest.approx(penalty[("per_bit", "spread")], abs=1e-6)
+    z = torch.randn(3, 7, 2, requires_grad=True)
+    kinds["joint"](z)[3].sum().backward()
+    assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+
+
 def test_simvq_codebook_is_the_frozen_basis_through_the_learned_map() -> None:
     book = SimVQ(3, 8).train()
     assert not any(n == "basis" for n, _ in book.named_parameters())

@@ -28,10 +28,14 @@ from escx.quantizers.kinds import CODEBOOKS, CodebookKind, codebook_spec
 # information) and 16 codes for the others, like conftest's 16-entry VQ.
 SMALL_KINDS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "VQ": [("VQ", {}), ("VQ-rotation", {"estimator": "rotation"})],
-    "FSQ": [("FSQ", {"levels": [5, 3]})],
+    "FSQ": [("FSQ", {"levels": [5, 3]}), ("FSQ-noise", {"levels": [5, 3], "noise_dropout": 0.5})],
     "LFQ": [
         ("LFQ", {"bits": 4, "entropy_weight": 0.1}),
         ("BSQ", {"bits": 4, "spherical": True, "entropy_weight": 0.1}),
+        (
+            "BSQ-per-bit",
+            {"bits": 4, "spherical": True, "entropy_weight": 0.1, "entropy": "per_bit"},
+        ),
     ],
     "SimVQ": [("SimVQ", {}), ("SimVQ-rotation", {"estimator": "rotation"})],
 }
@@ -163,9 +167,15 @@ def test_state_dict_round_trip_reproduces_the_codec(variant, quantizer, short_au
         ({"codebook": "SimVQ", "ema_decay": 0.9}, "ema_decay=0.9 has no meaning"),
         ({"codebook": "FSQ", "codebook_args": {"levels": [4, 1]}}, "FSQ levels must be"),
         ({"codebook": "FSQ", "codebook_args": {"bits": 4}}, "codebook FSQ has no option 'bits'"),
+        ({"codebook": "FSQ", "codebook_args": {"noise_dropout": 2}}, "noise_dropout must be a"),
         ({"codebook": "VQ", "codebook_args": {"init": "kmeans"}}, "no option 'init'"),
         ({"codebook": "LFQ", "codebook_args": {"bits": 0}}, "LFQ bits must be"),
         ({"codebook": "LFQ", "codebook_args": {"entropy_weight": -1}}, "entropy_weight"),
+        ({"codebook": "LFQ", "codebook_args": {"entropy": "exact"}}, "entropy must be 'joint'"),
+        (
+            {"codebook": "LFQ", "codebook_args": {"bits": 16, "entropy_weight": 0.1}},
+            "use entropy: per_bit",
+        ),
         ({"codebook": "VQ", "codebook_args": {"estimator": "gumbel"}}, "estimator must be one"),
         ({"codebook": "FSQX"}, "unknown codebook 'FSQX'; did you mean 'FSQ'?"),
         ({"codebook": "FSQ", "codebook_args": {"levels": [2] * 17}}, "escx streams hold"),
@@ -177,6 +187,28 @@ def test_options_that_make_no_sense_fail_at_construction_in_one_line(quantizer, 
     with pytest.raises(ValueError, match=match) as info:
         cls(**variant)
     assert "\n" not in str(info.value)
+
+
+def test_fsq_noise_dropout_adds_noise_in_training_only_and_keeps_the_codes() -> None:
+    """With noise_dropout 1 every training value is its unrounded value plus noise within half a
+    step (off the grid); the codes, and the eval output, are the rounded ones."""
+    from escx.quantizers.fsq import FSQ
+
+    torch.manual_seed(0)
+    plain, noisy = FSQ(2, 15, levels=[5, 3]), FSQ(2, 15, levels=[5, 3], noise_dropout=1.0)
+    z = torch.randn(4, 50, 2, requires_grad=True)
+    grid, codes, _, _ = plain(z)
+    out, noisy_codes, _, _ = noisy(z)
+    assert torch.equal(noisy_codes, codes)
+    # Output units are integers / centre: the value is within half a step of its rounding and
+    # the noise within another half.
+    step = 1 / plain.centre
+    assert ((out - grid).abs() <= step + 1e-6).all()
+    assert not torch.isin(out * plain.centre, torch.arange(-2.0, 3.0)).all()  # off the grid
+    out.sum().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
+    noisy.eval()
+    assert torch.equal(noisy(z)[0], grid)
 
 
 def test_a_plugin_kind_is_built_in_every_slot() -> None:

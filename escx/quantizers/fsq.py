@@ -6,6 +6,14 @@ integers and rounded to the nearest one; the code is the mixed-radix number of t
 digits, so there are ``prod(levels)`` codes and no codebook, no codebook loss and nothing that
 can collapse. Rounding is passed through by the straight-through estimator.
 
+The straight-through estimator hides the rounding from the encoder: nothing in its gradient says
+that variations smaller than a level step are lost, so a short run can leave each dimension inside
+one or two levels and most codes unused. ``noise_dropout`` (vector-quantize-pytorch's option of
+the same name; additive uniform noise as a training proxy for rounding is Ballé et al. 2017's)
+replaces the rounding of each value in training, with that probability, by the unrounded value
+plus noise uniform in +-half a step: the encoder then sees the loss a rounding causes and learns
+to spread its values over the levels. The codes and the eval output are always rounded.
+
 In a residual position (stage ``s`` of a residual VQ) the input is divided by
 ``(L_d - 1) ** s`` before rounding and the output multiplied back, so later stages resolve the
 finer residual instead of rounding it all to zero.
@@ -38,13 +46,21 @@ class FSQ(CodebookKind):
         stage: residual stage (0 for the first); scales the rounding grid by ``(L - 1) ** -stage``.
         levels: levels per dimension, each >= 2: [4, 4, 4, 4, 4] = 1024 codes (10 bits),
             [8, 5, 5, 5] = 1000 codes (log2 1000 = 9.97 bits, the FSQ paper's choice near 2^10).
+        noise_dropout: probability, per value and training step, of replacing its rounding by
+            uniform noise of one level step (0: always straight-through rounding, FSQ's paper).
     """
 
     def __init__(
-        self, dim: int, size: int, stage: int = 0, levels: Sequence[int] = (4, 4, 4, 4, 4)
+        self,
+        dim: int,
+        size: int,
+        stage: int = 0,
+        levels: Sequence[int] = (4, 4, 4, 4, 4),
+        noise_dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.check_options(levels=levels)
+        self.check_options(levels=levels, noise_dropout=noise_dropout)
+        self.noise_dropout = float(noise_dropout)
         if dim != len(levels) or size != math.prod(levels):
             raise ValueError(f"FSQ{list(levels)} quantizes {len(levels)} dims into "
                              f"{math.prod(levels)} codes, got dim={dim}, size={size}")  # fmt: skip
@@ -73,6 +89,9 @@ class FSQ(CodebookKind):
             or any(isinstance(v, bool) or not isinstance(v, int) or v < 2 for v in levels)
         ):
             raise ValueError(f"FSQ levels must be a list of integers >= 2, got {levels!r}")
+        noise = options.get("noise_dropout", 0.0)
+        if isinstance(noise, bool) or not isinstance(noise, int | float) or not 0 <= noise <= 1:
+            raise ValueError(f"FSQ noise_dropout must be a probability in [0, 1], got {noise!r}")
 
     @classmethod
     def num_codes(cls, size: int, **options: Any) -> int:
@@ -83,7 +102,8 @@ class FSQ(CodebookKind):
         return len(options.get("levels", (4, 4, 4, 4, 4)))
 
     def extra_repr(self) -> str:
-        return f"levels={self.levels.tolist()}, stage={self.stage}"
+        noise = f", noise_dropout={self.noise_dropout:g}" if self.noise_dropout else ""
+        return f"levels={self.levels.tolist()}, stage={self.stage}{noise}"
 
     def _round(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """Bounded values and their rounded integers (both float, (..., dim))."""
@@ -107,10 +127,16 @@ class FSQ(CodebookKind):
         return self._value((digits - self.centre.long()).float())
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Round to the grid; straight-through in training; no losses (FSQ needs none)."""
+        """Round to the grid; straight-through (or, with ``noise_dropout``, noise) in training;
+        no losses (FSQ needs none)."""
         bounded, integers = self._round(z)
         codes = self._codes(integers)
         if self.training:
-            integers = bounded + (integers - bounded).detach()
+            rounded = bounded + (integers - bounded).detach()
+            if self.noise_dropout:
+                noisy = bounded + torch.rand_like(bounded) - 0.5
+                picked = torch.rand_like(bounded) < self.noise_dropout
+                rounded = torch.where(picked, noisy, rounded)
+            integers = rounded
         zero = z.new_zeros(z.shape[0])
         return self._value(integers), codes, zero, zero.clone()
