@@ -168,9 +168,12 @@ STUDIES = {
 # codebook technique, and each variant adds about 80 s of start-up, final validation and
 # evaluation of 16 files: 4 x (80 + 500 x 0.65) s.
 #
-# The quick recipe (batch 4 x 0.5 s, a quarter of the audio per step): 1000 steps, where its
-# 9 kbps SI-SDR has left the random-phase floor (docs/recipes.md). Measured with two studies
-# side by side, one thread each: 0.31 s a step, about 7 minutes a variant with its evaluation.
+# The quick recipe (batch 4 x 0.5 s, a quarter of the audio per step): 1000 steps, twice the
+# audio of ESC's recipe's 500 at a similar time. Measured with two studies side by side, one
+# thread each: 0.31 s a step, about 5 minutes of training a variant plus its evaluation. Not
+# enough to leave the random-phase floor with 10% pre-training (docs/ablations.md: SI-SDR still
+# about -40 dB, seed-to-seed spread as large as the variants' differences); pass --steps 5000
+# for quality that the studies can rank.
 #
 # The recipe study trains both recipes; its 1500 is the budget of the comparison in
 # docs/recipes.md (49 min for ESC's recipe, 19 min for the quick one, one thread, loaded machine).
