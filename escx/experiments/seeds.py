@@ -17,15 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from escx.atomic import atomic_path
+from escx.evaluation.report import COLUMNS
 
-# (key, header, format) of the summarised metrics; ↑ higher is better, ↓ lower.
-METRICS: list[tuple[str, str, str]] = [
-    ("pesq", "PESQ-wb ↑", "{:.3f}"),
-    ("stoi", "STOI ↑", "{:.3f}"),
-    ("sisdr", "SI-SDR (dB) ↑", "{:.1f}"),
-    ("mel_distance", "mel dist. ↓", "{:.2f}"),
-    ("bitrate_utilization", "bitrate util. ↑", "{:.1%}"),
-]
+# The summarised metrics, as the evaluation report shows them: (key, header, format).
+SUMMARISED = ("pesq", "stoi", "sisdr", "mel_distance", "bitrate_utilization")
+METRICS: list[tuple[str, str, str]] = [c for c in COLUMNS if c[0] in SUMMARISED]
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
