@@ -44,8 +44,9 @@ ROOT = Path("runs/demo")
 MODEL = ["experiments/esc.yaml", "experiments/tiny.yaml"]
 RECIPE = "quick"  # at this size and budget, ESC's own recipe still decodes noise
 # Steps when --steps is not given, inside the demo's 45-minute budget: the quick recipe's 5000
-# steps trained in 28 min with one thread on a 2-core machine busy with other jobs (an idle one,
-# with both threads, is faster); docs/recipes.md has the run and its curves.
+# steps trained in 28 min with one thread on a 2-core machine busy with other jobs; an idle one
+# with both threads takes 0.28 s a step (300 steps measured), about 23 min. docs/recipes.md has
+# the run and its curves.
 DEFAULT_STEPS = 5000
 # Share of the steps trained with the quantizer bypassed before the codebooks switch on.
 PRETRAIN_SHARE = Fraction(1, 4)
