@@ -157,7 +157,8 @@ def _fake_study(trained: list):
         trained.append((args.seed, out))
         rows = [
             {"variant": variant, "recipe": "quick", "kbps": kbps, "pesq": pesq + args.seed / 100,
-             "stoi": 0.7, "sisdr": -3.0, "mel_distance": 5.0, "bitrate_utilization": 0.5}
+             "stoi": 0.7, "sisdr": -3.0, "mel_distance": 5.0, "bitrate_utilization": 0.5,
+             "params": 1000, "files": 2}
             for variant, pesq in (("with-pretraining", 1.2), ("without-pretraining", 1.1))
             for kbps in (1.5, 9.0)
         ]  # fmt: skip

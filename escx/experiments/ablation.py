@@ -282,13 +282,9 @@ def run_study(args: argparse.Namespace) -> Path:
     rows: list[dict[str, Any]] = []
     for seed in seeds:
         per_seed = argparse.Namespace(**{**vars(args), "seed": seed, "seeds": [seed]})
-        document = json.loads(
-            (run_seed(per_seed, out / f"seed-{seed}") / "results.json").read_text()
-        )
-        rows += [{"seed": seed, **row} for row in document["rows"]]
-    caption = document["caption"].replace(
-        f"seed {seeds[-1]}", f"seeds {', '.join(map(str, seeds))}"
-    )
+        document = run_seed(per_seed, out / f"seed-{seed}") / "results.json"
+        rows += [{"seed": seed, **row} for row in json.loads(document.read_text())["rows"]]
+    caption = _caption(args, rows)
     title = f"ablation: {args.study}"
     # The seed as text, so the Markdown table shows it as a label column beside the variant.
     labelled = [{**row, "seed": str(row["seed"])} for row in rows]
@@ -318,13 +314,11 @@ def run_seed(args: argparse.Namespace, out: Path) -> Path:
     rows: list[dict[str, Any]] = []
     (out / "configs").mkdir(exist_ok=True)
     listening = None
-    stacks: dict[str, str] = {}
     curves: dict[str, Curves] = {}
     for variant in variants:
         root, ckpt = train_variant(variant, args, out, f"ablation-{args.study}")
         shutil.copy(root / "config.yaml", out / "configs" / f"{variant.name}.yaml")
         recipe, configs = variant_recipe(variant, args), variant_configs(variant, args)
-        stacks[variant.name] = describe_recipe(recipe, configs)
         curves[variant.name] = read_curves(root)
         handle = load_codec(ckpt)
         params = sum(p.numel() for p in handle.codec.parameters())
@@ -341,7 +335,7 @@ def run_seed(args: argparse.Namespace, out: Path) -> Path:
             rows.append({"variant": variant.name, "recipe": recipe, "params": params,
                          "steps": summary.get("batches_seen"), **row,
                          "configs": [repo_relative(c) for c in configs]})  # fmt: skip
-    caption = _caption(args, rows, stacks)
+    caption = _caption(args, rows)
     title = f"ablation: {args.study}"
     write_report(rows, out, title, caption, plots=False, page=False)
     images = _plots(rows, out, args.study)
@@ -354,7 +348,15 @@ def run_seed(args: argparse.Namespace, out: Path) -> Path:
     return out
 
 
-def _caption(args: argparse.Namespace, rows: list[dict[str, Any]], stacks: dict[str, str]) -> str:
+def _stacks(args: argparse.Namespace) -> dict[str, str]:
+    """Per variant of the study, its recipe and the configs it stacks, in words."""
+    return {
+        variant.name: describe_recipe(variant_recipe(variant, args), variant_configs(variant, args))
+        for variant in STUDIES[args.study](args.steps)
+    }
+
+
+def _caption(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
     params = sorted({r["params"] for r in rows})
     scale = (
         f"reduced-size ESC (experiments/tiny.yaml, {', '.join(f'{p:,}' for p in params)} "
@@ -363,11 +365,14 @@ def _caption(args: argparse.Namespace, rows: list[dict[str, Any]], stacks: dict[
         else f"full-size models ({', '.join(f'{p:,}' for p in params)} parameters)"
     )
     note = NOTES.get(getattr(args, "study", ""), "")
-    stacked = "; ".join(f"{name}: {stack}" for name, stack in stacks.items())
+    stacked = "; ".join(f"{name}: {stack}" for name, stack in _stacks(args).items())
+    seeds = study_seeds(args)
+    seed = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
     return (
-        f"{scale}; {args.steps} training steps per variant, seed {args.seed}, data {args.data} "
-        f"(evaluated on {rows[0]['files'] if rows else 0} validation files); same budget and seed "
-        f"for every variant. Recipe and configs stacked: {stacked}." + (f" {note}" if note else "")
+        f"{scale}; {args.steps} training steps per variant, {seed}, data {args.data} "
+        f"(evaluated on {rows[0]['files'] if rows else 0} validation files); same budget and "
+        f"{seed.split()[0]} for every variant. Recipe and configs stacked: {stacked}."
+        + (f" {note}" if note else "")
     )
 
 
