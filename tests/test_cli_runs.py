@@ -233,3 +233,33 @@ def test_quick_recipe_through_the_console_script(corpus, tmp_path):
     assert rates == pytest.approx({k: 3e-3 * (k + 1) / 100 for k in range(6)})
     assert all(r["train/loss/waveform"] and r["train/loss/compressed_spectrum"] for r in rows)
     assert not any(r.get("train/loss/stft") for r in rows)
+
+
+def test_ablation_with_two_seeds_through_the_console_script(tmp_path):
+    """`escx ablation pretrain --seeds 1 2` from a clean folder: each seed's study in seed-N/,
+    every seed's rows and their spread beside them; equal seeds refused in one line."""
+    data = tmp_path / "data"
+    write_corpus(data / "train", 4, 0.6, seed=5)
+    write_corpus(data / "val", 1, 0.5, seed=6)
+    args = [ESCX, "ablation", "pretrain", "--seeds", "1", "2", "--steps", "1", "--data", str(data),
+            "--out", "out", "--eval-files", "1", "--listen", "0", "--no-model-metrics",
+            "--config", str(TINY)]  # fmt: skip
+    env = _env(WANDB_MODE="offline")
+    done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = tmp_path / "out"
+    for seed in ("1", "2"):
+        assert (out / f"seed-{seed}" / "report.html").is_file()
+        assert (out / f"seed-{seed}" / "runs" / "without-pretraining" / "config.yaml").is_file()
+    with open(out / "results.csv") as file:
+        assert sorted({row["seed"] for row in csv.DictReader(file)}) == ["1", "2"]
+    summary = (out / "summary.md").read_text()
+    assert "| with-pretraining | 9 | 2 |" in summary and "seeds 1, 2" in summary
+    assert summary in done.stdout + "\n" and (out / "quality_spread.png").stat().st_size > 0
+    refused = subprocess.run([ESCX, "ablation", "pretrain", "--seeds", "3", "3"], cwd=tmp_path,
+                             env=env, capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert (
+        refused.stderr.strip()
+        == "escx ablation: error: --seeds must differ, got [3, 3] (see --help)"
+    )
