@@ -172,8 +172,9 @@ STUDIES = {
 # audio of ESC's recipe's 500 at a similar time. Measured with two studies side by side, one
 # thread each: 0.31 s a step, about 5 minutes of training a variant plus its evaluation. Not
 # enough to leave the random-phase floor with 10% pre-training (docs/ablations.md: SI-SDR still
-# about -40 dB, seed-to-seed spread as large as the variants' differences); pass --steps 5000
-# for quality that the studies can rank.
+# about -40 dB, seed-to-seed spread as large as the variants' differences). The demo's single
+# run left that floor only after a few thousand steps, so ranking needs --steps 5000 or more
+# (how many is not measured).
 #
 # The recipe study trains both recipes; its 1500 is the budget of the comparison in
 # docs/recipes.md (49 min for ESC's recipe, 19 min for the quick one, one thread, loaded machine).
@@ -367,11 +368,11 @@ def _caption(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
     note = NOTES.get(getattr(args, "study", ""), "")
     stacked = "; ".join(f"{name}: {stack}" for name, stack in _stacks(args).items())
     seeds = study_seeds(args)
-    seed = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
+    word = "seed" if len(seeds) == 1 else "seeds"
     return (
-        f"{scale}; {args.steps} training steps per variant, {seed}, data {args.data} "
-        f"(evaluated on {rows[0]['files'] if rows else 0} validation files); same budget and "
-        f"{seed.split()[0]} for every variant. Recipe and configs stacked: {stacked}."
+        f"{scale}; {args.steps} training steps per variant, {word} {', '.join(map(str, seeds))}, "
+        f"data {args.data} (evaluated on {rows[0]['files'] if rows else 0} validation files); "
+        f"same budget and {word} for every variant. Recipe and configs stacked: {stacked}."
         + (f" {note}" if note else "")
     )
 
