@@ -44,3 +44,16 @@ def test_unset_wandb_anonymous_is_removed_and_an_explicit_choice_kept():
     drop_unset_wandb_anonymous([unset, chosen, other])
     assert unset._wandb_init == {"project": "escx"}
     assert chosen._wandb_init["anonymous"] == "allow"
+
+
+def test_sync_dist_advice_is_ignored_only_for_escx_reduced_metrics():
+    advice = (
+        "It is recommended to use `self.log({!r}, ..., sync_dist=True)` when logging on epoch"
+        " level in distributed setting to accumulate the metric across devices."
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        silence_known_noise()
+        for name in ("val/pesq@9kbps", "test/sisdr@1.5kbps", "my_metric", "train/loss"):
+            warnings.warn(advice.format(name), UserWarning, stacklevel=1)
+    assert [str(w.message).split("'")[1] for w in caught] == ["my_metric", "train/loss"]

@@ -139,6 +139,7 @@ def test_two_process_ddp_keeps_ranks_identical(corpus, tmp_path):
     ]  # fmt: skip
     result = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "sync_dist=True" not in result.stderr  # metrics are already reduced: no advice
     states = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
     for name in states[0]:
         assert torch.equal(states[0][name], states[1][name]), name

@@ -244,6 +244,7 @@ class CodecModule(L.LightningModule):
         self._evaluate(self.test_metrics, batch, batch_idx)
 
     def on_validation_epoch_end(self) -> None:
+        # compute() has already reduced the metrics across DDP ranks: no second sync.
         self.log_dict(self.val_metrics.compute("val"), sync_dist=False)
         self.last_histogram = self.val_metrics.histogram()
         self.val_metrics.reset()

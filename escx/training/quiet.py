@@ -13,6 +13,10 @@ and origin, so that any other warning from the same library still shows:
 * Lightning's own ``lightning.pytorch.utilities._pytree`` builds ``torch.utils._pytree.LeafSpec``
   objects, which recent torch (2.13 here) deprecates with a FutureWarning on every loop. Nothing in
   escx can change that call, so that one message from that one module is ignored.
+* Under DDP, Lightning recommends ``sync_dist=True`` for every epoch-level value logged without
+  it. escx's ``val/`` and ``test/`` values come from torchmetrics, whose ``compute()`` has already
+  reduced them across ranks (every rank logs the same number), so that advice is ignored for
+  exactly those names; any other value logged without ``sync_dist`` still gets it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ LIGHTNING_RANK_ZERO_LOGGERS = (
 )
 PYTREE_LEAFSPEC_MESSAGE = "`isinstance(treespec, LeafSpec)` is deprecated"
 PYTREE_LEAFSPEC_MODULE = r"lightning\.pytorch\.utilities\._pytree"
+# Lightning's advice for an epoch-level value logged without sync_dist, for escx's reduced metrics.
+REDUCED_METRIC_SYNC_ADVICE = r"It is recommended to use `self\.log\('(val|test)/"
 
 
 class DropLightningTips(logging.Filter):
@@ -42,7 +48,7 @@ class DropLightningTips(logging.Filter):
 
 
 def silence_known_noise() -> None:
-    """Install the tip filter and the pytree warning filter (idempotent)."""
+    """Install the tip filter and the two warning filters above (idempotent)."""
     for name in LIGHTNING_RANK_ZERO_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, DropLightningTips) for f in logger.filters):
@@ -53,6 +59,7 @@ def silence_known_noise() -> None:
         category=FutureWarning,
         module=PYTREE_LEAFSPEC_MODULE,
     )
+    warnings.filterwarnings("ignore", message=REDUCED_METRIC_SYNC_ADVICE)
 
 
 def drop_unset_wandb_anonymous(loggers: Iterable[Any]) -> None:
