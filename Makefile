@@ -52,8 +52,8 @@ bench: $(STAMP) ## escx bench (speed, GFLOP/s vs matmul peak, train step, memory
 data: $(STAMP) ## prepare data/train and data/val (DATA=DIR to use a local folder)
 	$(BIN)/python -m escx.data.prepare $(if $(DATA),--source $(DATA),--hf)
 
-demo: $(STAMP) ## train a small codec on CPU and evaluate it (DATA=DIR, STEPS=300 for a smoke run, RECIPE=)
-	$(BIN)/python -m escx.demo $(if $(DATA),--data $(DATA)) $(if $(STEPS),--steps $(STEPS)) $(if $(RECIPE),--recipe $(RECIPE))
+demo: $(STAMP) ## train a small codec on CPU and evaluate it (DATA=DIR, STEPS=300 for a smoke run, RECIPE=, PROCESSES=)
+	$(BIN)/python -m escx.demo $(if $(DATA),--data $(DATA)) $(if $(STEPS),--steps $(STEPS)) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(PROCESSES),--processes $(PROCESSES))
 
 ABLATION_ARGS = --scale $(SCALE) --devices $(DEVICES) --data $(or $(DATA),data) $(if $(STEPS),--steps $(STEPS)) $(if $(EVAL_FILES),--eval-files $(EVAL_FILES)) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(SEEDS),--seeds $(SEEDS))
 

@@ -9,7 +9,8 @@ Steps, each printed as it happens:
    progress on stderr;
 3. ``escx fit`` trains ``experiments/esc.yaml`` + ``experiments/tiny.yaml`` + the recipe's
    overlay (``--recipe``, default quick: ``experiments/recipes/quick.yaml``) through pre-training
-   (the first :data:`PRETRAIN_SHARE` of the steps) into quantized training (W&B offline, run
+   (the first :data:`PRETRAIN_SHARE` of the steps) into quantized training, on
+   :data:`PROCESSES` data-parallel CPU processes (``--processes``; W&B offline, run
    folder ``runs/demo``; run again, the demo resumes that run where it stopped, or reuses it when
    it finished);
 4. the trained model is evaluated at every bitrate (the same code as ``escx eval``) and the
@@ -43,15 +44,30 @@ from escx.experiments.recipes import (
 ROOT = Path("runs/demo")
 MODEL = ["experiments/esc.yaml", "experiments/tiny.yaml"]
 RECIPE = "quick"  # at this size and budget, ESC's own recipe still decodes noise
-# Steps when --steps is not given, inside the demo's 45-minute budget on an idle 2-core machine:
-# the whole demo at 8,000 steps took 34 min there, evaluations included (about 0.24 s a step).
-# docs/recipes.md has the run, its curves and the alternatives measured at the same cost.
-# Fewer steps cost quality: the same recipe over 5,000 steps ends at PESQ 1.32 against 1.56 at
-# 9 kbps.
-DEFAULT_STEPS = 8000
+# Steps when --steps is not given, inside the demo's 45-minute budget on an idle 2-core machine
+# with PROCESSES training processes (about 0.37 s a step there, evaluations about 3 minutes).
+# docs/recipes.md has the runs, their curves and the alternatives measured at the same cost.
+DEFAULT_STEPS = 6000
 # Share of the steps trained with the quantizer bypassed before the codebooks switch on.
 PRETRAIN_SHARE = Fraction(1, 4)
 SUMMARY_KBPS = (9.0, 1.5)  # the bitrates of the summary line, highest first
+# Data-parallel training processes (DDP over CPU cores, Lightning's gloo backend), each with the
+# recipe's batch. The recipe's step is too small for one process to keep two cores busy (0.28 s
+# with one thread, 0.24 s with two); two processes of one thread each take about 0.37 s a step
+# but train on twice the audio, and that pays: at 5,000 steps two processes scored 9 kbps PESQ
+# 1.56 on 16 files, what one process reached only at 8,000.
+PROCESSES = 2
+
+
+def fit_device_options(processes: int) -> list[str]:
+    """``escx fit`` options that train on ``processes`` CPU processes (one: Lightning's default)."""
+    if processes == 1:
+        return []
+    return [
+        "--trainer.accelerator=cpu",
+        f"--trainer.devices={processes}",
+        "--trainer.strategy=ddp",
+    ]
 
 
 def prepare_data(data: str | None) -> Path:
@@ -146,6 +162,7 @@ def summary_line(
     synthetic: bool,
     rows: Sequence[dict[str, Any]],
     report: Path,
+    processes: int = 1,
 ) -> str:
     """The demo's last line: what was trained on what, and the quality at :data:`SUMMARY_KBPS`."""
 
@@ -161,8 +178,9 @@ def summary_line(
                 f" SI-SDR {score(row, 'sisdr', '.1f')} dB"
             )
     kind = "SYNTHETIC audio, not speech" if synthetic else "real speech"
+    how = f", {processes} processes" if processes > 1 else ""
     return (
-        f"escx demo: trained {steps} steps ({recipe} recipe) on {data}/ ({train_files} train "
+        f"escx demo: trained {steps} steps ({recipe} recipe{how}) on {data}/ ({train_files} train "
         f"files, {kind}): {'; '.join(parts)}; report {report}"
     )
 
@@ -172,6 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=None, help="audio folder (default: data/)")
     parser.add_argument(
         "--steps", type=int, default=DEFAULT_STEPS, help=f"training steps (default {DEFAULT_STEPS})"
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=PROCESSES,
+        help=f"data-parallel CPU training processes, each with its own batch (default {PROCESSES})",
     )
     parser.add_argument("--eval-files", type=int, default=8)
     parser.add_argument("--out", type=Path, default=ROOT, help=f"run folder (default: {ROOT})")
@@ -191,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
+    if args.processes < 1:
+        parser.error("--processes must be at least 1")
     root = args.out
     os.environ.setdefault("WANDB_MODE", "offline")
 
@@ -224,9 +250,11 @@ def main(argv: list[str] | None = None) -> int:
         f"--trainer.val_check_interval={args.steps}",
         f"--model.pretrain_steps={pretrain}",
         f"--trainer.default_root_dir={root}",
+        *fit_device_options(args.processes),
     )
     recipe = describe_recipe(args.recipe, configs)
-    say(f"\n== training with the {recipe}: {pretrain} pre-training steps, then quantized")
+    where = f" on {args.processes} CPU processes" if args.processes > 1 else ""
+    say(f"\n== training with the {recipe}: {pretrain} pre-training steps, then quantized{where}")
     say(f"escx {' '.join(cmd[3:])}")
     try:
         code = run_fit(cmd, root, "the demo codec")
@@ -244,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = _steps_trained(root, args.steps)
     rows = evaluate(
         ckpt, files, f"after {steps} steps (every bitrate)", report=report,
-        caption=f"Trained {steps} steps with the {recipe}.", with_models=with_models,
+        caption=f"Trained {steps} steps with the {recipe}{where}.", with_models=with_models,
         extra={"recipe": args.recipe, "configs": [repo_relative(c) for c in configs]},
     )  # fmt: skip
     _compress_example(ckpt, files[0], root)
@@ -254,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     train_files = len(find_audio_files(data / "train"))
     if synthetic:
         say(synthetic_warning(data, root))
-    say(summary_line(steps, args.recipe, data, train_files, synthetic, rows, page))
+    say(summary_line(steps, args.recipe, data, train_files, synthetic, rows, page, args.processes))
     return 0
 
 

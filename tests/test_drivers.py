@@ -121,6 +121,8 @@ def test_the_demo_summary_line_names_real_speech_and_both_bitrates():
         "9 kbps PESQ 1.62 STOI 0.70 SI-SDR 0.4 dB; 1.5 kbps PESQ 1.21 STOI 0.70 SI-SDR -8.3 dB; "
         "report r/report.html"
     )
+    two = summary_line(2000, "quick", Path("data"), 143, False, rows, Path("r.html"), processes=2)
+    assert two.startswith("escx demo: trained 2000 steps (quick recipe, 2 processes) on data/")
 
 
 def test_the_demo_from_a_scratch_folder_ends_with_a_summary_and_warns_of_synthetic_data(tmp_path):
@@ -142,8 +144,8 @@ def test_the_demo_from_a_scratch_folder_ends_with_a_summary_and_warns_of_synthet
     number = r"(-?\d+\.\d+|n/a)"
     bitrate = rf"{{}} kbps PESQ {number} STOI {number} SI-SDR {number} dB"
     assert re.fullmatch(
-        r"escx demo: trained 2 steps \(quick recipe\) on data/ \(4 train files, SYNTHETIC "
-        rf"audio, not speech\): {bitrate.format('9')}; {bitrate.format('1.5')}; report "
+        r"escx demo: trained 2 steps \(quick recipe, 2 processes\) on data/ \(4 train files, "
+        rf"SYNTHETIC audio, not speech\): {bitrate.format('9')}; {bitrate.format('1.5')}; report "
         r"demo/report/report\.html",
         lines[-1],
     ), lines[-1]
