@@ -45,15 +45,16 @@ ROOT = Path("runs/demo")
 MODEL = ["experiments/esc.yaml", "experiments/tiny.yaml"]
 RECIPE = "quick"  # at this size and budget, ESC's own recipe still decodes noise
 # Steps when --steps is not given, inside the demo's 45-minute budget on an idle 2-core machine
-# with PROCESSES training processes (about 0.37 s a step there, evaluations about 3 minutes).
-# docs/recipes.md has the runs, their curves and the alternatives measured at the same cost.
-DEFAULT_STEPS = 6000
+# with PROCESSES training processes: the whole demo at 7,000 steps took 43 min there (about
+# 0.355 s a step, evaluations about 2 minutes) and ended at 9 kbps PESQ 1.61 (6,000 steps: 37 min,
+# PESQ 1.55). docs/recipes.md has the runs, their curves and the alternatives measured.
+DEFAULT_STEPS = 7000
 # Share of the steps trained with the quantizer bypassed before the codebooks switch on.
 PRETRAIN_SHARE = Fraction(1, 4)
 SUMMARY_KBPS = (9.0, 1.5)  # the bitrates of the summary line, highest first
 # Data-parallel training processes (DDP over CPU cores, Lightning's gloo backend), each with the
 # recipe's batch. The recipe's step is too small for one process to keep two cores busy (0.28 s
-# with one thread, 0.24 s with two); two processes of one thread each take about 0.37 s a step
+# with one thread, 0.24 s with two); two processes of one thread each take about 0.355 s a step
 # but train on twice the audio, and that pays: at 5,000 steps two processes scored 9 kbps PESQ
 # 1.56 on 16 files, what one process reached only at 8,000.
 PROCESSES = 2
