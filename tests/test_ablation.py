@@ -192,6 +192,7 @@ def test_several_seeds_train_the_study_once_per_seed_and_summarise_the_spread(
     table = (out / "summary.md").read_text()
     assert "| with-pretraining | 9 | 2 | 1.735 [1.730, 1.740] |" in table
     assert "seeds 53, 54" in table and "seed 54" not in table
+    assert "1 training steps per variant, seeds" in table  # one device: nothing to add
     assert (out / "quality_spread.png").stat().st_size > 0
     printed = capsys.readouterr().out
     assert "1.735 [1.730, 1.740]" in printed and str(out / "seed-54" / "report.html") in printed
@@ -207,7 +208,15 @@ def test_one_seed_writes_the_study_into_its_folder_and_equal_seeds_are_refused(
     out = tmp_path / "results"
     assert main(["ablation", "pretrain", "--steps", "1", "--seed", "7", "--out", str(out)]) == 0
     assert trained == [(7, out)] and not (out / "summary.md").exists()
+    # The caption names a data-parallel budget: a step there trains on one batch per device.
+    two = tmp_path / "two"
+    argv = ["ablation", "pretrain", "--steps", "1", "--seeds", "7", "8", "--devices", "2"]
+    assert main([*argv, "--out", str(two)]) == 0
+    assert (
+        "1 training steps per variant on --devices 2 (data-parallel), seeds 7, 8"
+        in (two / "summary.md").read_text()
+    )
     with pytest.raises(SystemExit) as stop:
         main(["ablation", "pretrain", "--seeds", "53", "53", "--out", str(tmp_path / "x")])
     assert stop.value.code == 2 and "--seeds must differ" in capsys.readouterr().err
-    assert len(trained) == 1
+    assert len(trained) == 3
