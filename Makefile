@@ -73,7 +73,7 @@ ablation-codebook-kind: $(STAMP) ## ESC's VQ vs FSQ / LFQ (BSQ) / SimVQ / rotati
 	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
 	$(BIN)/escx ablation codebook-kind $(ABLATION_ARGS)
 
-ablation-recipe: $(STAMP) ## ESC's recipe vs the quick recipe, with quality-against-step curves (STEPS=, SEEDS="53 54", SCALE=, DEVICES=, DATA=, EVAL_FILES=)
+ablation-recipe: $(STAMP) ## ESC's recipe vs the quick recipe, with quality-against-step curves (STEPS= default 4000, DEVICES=2 for two CPU processes as measured, SEEDS=, SCALE=, DATA=, EVAL_FILES=)
 	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
 	$(BIN)/escx ablation recipe $(ABLATION_ARGS)
 
