@@ -208,15 +208,22 @@ def test_one_seed_writes_the_study_into_its_folder_and_equal_seeds_are_refused(
     out = tmp_path / "results"
     assert main(["ablation", "pretrain", "--steps", "1", "--seed", "7", "--out", str(out)]) == 0
     assert trained == [(7, out)] and not (out / "summary.md").exists()
-    # The caption names a data-parallel budget: a step there trains on one batch per device.
-    two = tmp_path / "two"
-    argv = ["ablation", "pretrain", "--steps", "1", "--seeds", "7", "8", "--devices", "2"]
-    assert main([*argv, "--out", str(two)]) == 0
-    assert (
-        "1 training steps per variant on --devices 2 (data-parallel), seeds 7, 8"
-        in (two / "summary.md").read_text()
-    )
     with pytest.raises(SystemExit) as stop:
         main(["ablation", "pretrain", "--seeds", "53", "53", "--out", str(tmp_path / "x")])
     assert stop.value.code == 2 and "--seeds must differ" in capsys.readouterr().err
-    assert len(trained) == 3
+    assert len(trained) == 1
+
+
+def test_the_caption_names_a_data_parallel_budget(tmp_path, monkeypatch):
+    """With --devices N a step trains on one batch per device, so the caption says so."""
+    import escx.experiments.ablation as ablation
+
+    trained = []
+    monkeypatch.setattr(ablation, "run_seed", _fake_study(trained))
+    out = tmp_path / "two"
+    argv = ["ablation", "pretrain", "--steps", "1", "--seeds", "7", "8", "--devices", "2"]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert (
+        "1 training steps per variant on --devices 2 (data-parallel), seeds 7, 8"
+        in (out / "summary.md").read_text()
+    )
