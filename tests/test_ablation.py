@@ -1,17 +1,15 @@
 """Ablation studies: the variants each study compares, the configs each variant stacks (recipe
-by scale), and a two-run study at tiny scale on CPU that trains, evaluates and writes the report."""
+by scale), seeds and captions. A real study that trains, evaluates and writes its report runs
+through the console script in test_cli_runs.py."""
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 from pathlib import Path
 
 import pytest
-import yaml
-from report_pages import parse_report
-from training_helpers import REPO, TINY, write_corpus
+from training_helpers import REPO
 
 from escx.cli import main
 from escx.experiments.ablation import (
@@ -85,67 +83,6 @@ def test_the_recipe_study_differs_only_in_the_recipe():
     assert esc.configs == quick.configs and esc.overrides == quick.overrides
     assert "--model.pretrain_steps=25" in esc.overrides  # a quarter, as in docs/recipes.md
     assert "--trainer.val_check_interval=20" in esc.overrides  # five points per curve
-
-
-def test_two_run_recipe_ablation_writes_a_report_with_curves(tmp_path, monkeypatch, capsys):
-    """`escx ablation recipe` end to end: both recipes trained, evaluated at every bitrate,
-    validated at several steps; results, configs, quality-against-step curves and the page."""
-    monkeypatch.chdir(REPO)
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    data = tmp_path / "data"
-    write_corpus(data / "train", 4, 0.6, seed=7)
-    write_corpus(data / "val", 2, 0.5, seed=8)
-    out = tmp_path / "results"
-    code = main(["ablation", "recipe", "--steps", "2", "--data", str(data), "--out", str(out),
-                 "--eval-files", "2", "--config", str(TINY), "--no-model-metrics"])  # fmt: skip
-    assert code == 0
-    with open(out / "results.csv") as file:
-        rows = list(csv.DictReader(file))
-    assert {(r["variant"], r["recipe"]) for r in rows} == {("esc", "esc"), ("quick", "quick")}
-    assert len(rows) == 12  # 2 recipes x 6 bitrates
-    document = json.loads((out / "results.json").read_text())
-    caption = document["caption"]
-    assert "reduced-size ESC" in caption and "2 training steps" in caption
-    assert "quick: quick recipe (experiments/esc.yaml + experiments/tiny.yaml + " \
-        "experiments/recipes/quick.yaml + tests/configs/tiny-test.yaml" in caption  # fmt: skip
-    assert "esc: esc recipe (experiments/esc.yaml + experiments/tiny.yaml + tests/" in caption
-    quick_row = next(r for r in document["rows"] if r["variant"] == "quick")
-    assert "experiments/recipes/quick.yaml" in quick_row["configs"]
-    assert "quick recipe" in (out / "results.md").read_text()
-    for name in ("quality_vs_bitrate.png", "codebook_utilization.png", "quality_vs_step.png"):
-        assert (out / name).stat().st_size > 0
-    # The quick run trained with the overlay's loss weights; ESC's run with the defaults.
-    configs = {p.stem: yaml.safe_load(p.read_text()) for p in (out / "configs").iterdir()}
-    assert sorted(configs) == ["esc", "quick"]
-    overlay = yaml.safe_load(Path(QUICK).read_text())["model"]
-    if "loss_weights" in overlay:
-        assert configs["quick"]["model"]["loss_weights"] == overlay["loss_weights"]
-        assert configs["esc"]["model"]["loss_weights"] != overlay["loss_weights"]
-    # Curves: each run validated after every step at 1.5 and 9 kbps, read from its CSV log.
-    with open(out / "curves.csv") as file:
-        points = list(csv.DictReader(file))
-    for run in ("esc", "quick"):
-        for metric in ("pesq", "sisdr", "mel_distance"):
-            for kbps in ("1.5", "9"):
-                steps = [p["step"] for p in points if (p["run"], p["metric"], p["kbps"]) ==
-                         (run, metric, kbps)]  # fmt: skip
-                assert steps == ["1", "2"], (run, metric, kbps)
-    runs = list((out / "runs").glob("*/wandb/offline-run-*"))
-    assert len(runs) == 2  # both W&B runs, grouped as ablation-recipe
-    assert "| variant | recipe |" in capsys.readouterr().out
-    # The listening page: one table per bitrate (lowest, highest), one row per clip, one column
-    # per variant after the original, every player and image on disk; the curves shown.
-    page = parse_report(out / "report.html")
-    grids = [t for t in page.tables if t.cls == "listen"]
-    assert len(grids) == 2
-    for grid in grids:
-        assert grid.header == ["clip", "original", "esc", "quick"]
-        assert len(grid.rows) == 2 and all(
-            len(cell["audio"]) == 1 for r in grid.rows for cell in r[1:]
-        )
-    (summary,) = [t for t in page.tables if t.cls == "summary"]
-    assert summary.header[:2] == ["variant", "recipe"] and len(summary.rows) == 12
-    assert 'src="quality_vs_step.png"' in (out / "report.html").read_text()
 
 
 def _fake_study(trained: list):

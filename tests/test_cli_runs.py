@@ -5,6 +5,7 @@ and no third-party noise in a run's output."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from report_pages import parse_report
 from training_helpers import ESC, REPO, TINY, write_corpus
+
+import escx
+from escx.data.datamodule import AudioDataModule
+from escx.metrics import MelDistance
 
 ESCX = str(Path(sys.executable).parent / "escx")  # the console script pip installed
 
@@ -98,7 +105,13 @@ def _wait_for_training(process: subprocess.Popen, folder: Path, rows: int) -> No
 
 
 def test_ddp_through_the_console_script_from_another_folder(corpus, tmp_path):
-    cmd = _fit_args(corpus, "run", 4, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+    """`escx fit --trainer.devices 2` from outside the checkout: both ranks end with identical
+    weights and draw the same streams per batch, validation metrics are reduced across ranks to
+    what one process computes over the whole validation set, and one set of checkpoints is
+    written."""
+    val = write_corpus(tmp_path / "val", 4, 0.5, seed=2)
+    cmd = _fit_args(corpus, "run", 4, "--data.val", str(val), "--trainer.val_check_interval", "4",
+                    "--trainer.accelerator", "cpu", "--trainer.devices", "2",
                     "--trainer.strategy", "ddp", "--trainer.logger", "false",
                     "--trainer.callbacks+=training_helpers.RankDump")  # fmt: skip
     result = subprocess.run(
@@ -106,10 +119,27 @@ def test_ddp_through_the_console_script_from_another_folder(corpus, tmp_path):
         text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "sync_dist=True" not in result.stderr  # metrics are already reduced: no advice
     states = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     for name in states[0]:
         assert torch.equal(states[0][name], states[1][name]), name
-    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["last.ckpt"]
+    checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert checkpoints == ["best-step=4.ckpt", "last.ckpt"]  # one of each, not one per rank
+    probes = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert probes[0]["world"] == 2
+    assert probes[0]["streams"] == probes[1]["streams"]  # one quantizer-dropout draw per batch
+    assert probes[0]["metrics"] == probes[1]["metrics"]  # metrics reduced across ranks
+    # The reduced value equals a single-process evaluation of the whole validation set.
+    codec = escx.build_codec(str(ESC), str(TINY))
+    codec.load_state_dict({k[6:]: v for k, v in states[0].items() if k.startswith("codec.")})
+    codec.eval()
+    data = AudioDataModule(train=None, val=str(val), val_segment_samples=8000, batch_size=2)
+    metric = MelDistance()
+    for batch in data._eval_loader("val"):
+        metric.update(codec(batch, 6).audio, batch)
+    assert probes[0]["metrics"]["val/mel_distance@9kbps"] == pytest.approx(
+        float(metric.compute()), rel=1e-4
+    )
 
 
 def test_sigterm_then_resume_equals_an_uninterrupted_run(corpus, tmp_path):
@@ -235,26 +265,69 @@ def test_quick_recipe_through_the_console_script(corpus, tmp_path):
     assert not any(r.get("train/loss/stft") for r in rows)
 
 
-def test_ablation_with_two_seeds_through_the_console_script(tmp_path):
-    """`escx ablation pretrain --seeds 1 2` from a clean folder: each seed's study in seed-N/,
-    every seed's rows and their spread beside them; equal seeds refused in one line."""
+def test_recipe_ablation_with_two_seeds_through_the_console_script(tmp_path):
+    """`escx ablation recipe --seeds 1 2` from a clean folder: per seed, both recipes trained,
+    evaluated at every bitrate and validated at every step (results, configs, curves, report in
+    seed-N/); every seed's rows and their spread beside them; equal seeds refused in one line."""
     data = tmp_path / "data"
     write_corpus(data / "train", 4, 0.6, seed=5)
     write_corpus(data / "val", 1, 0.5, seed=6)
-    args = [ESCX, "ablation", "pretrain", "--seeds", "1", "2", "--steps", "1", "--data", str(data),
-            "--out", "out", "--eval-files", "1", "--listen", "0", "--no-model-metrics",
+    args = [ESCX, "ablation", "recipe", "--seeds", "1", "2", "--steps", "2", "--data", str(data),
+            "--out", "out", "--eval-files", "1", "--listen", "1", "--no-model-metrics",
             "--config", str(TINY)]  # fmt: skip
     env = _env(WANDB_MODE="offline")
     done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / "out"
+    quick_overlay = yaml.safe_load((REPO / "experiments/recipes/quick.yaml").read_text())["model"]
     for seed in ("1", "2"):
-        assert (out / f"seed-{seed}" / "report.html").is_file()
-        assert (out / f"seed-{seed}" / "runs" / "without-pretraining" / "config.yaml").is_file()
+        study = out / f"seed-{seed}"
+        assert (study / "report.html").is_file()
+        with open(study / "results.csv") as file:
+            rows = list(csv.DictReader(file))
+        assert {(r["variant"], r["recipe"]) for r in rows} == {("esc", "esc"), ("quick", "quick")}
+        assert len(rows) == 12  # 2 recipes x 6 bitrates
+        document = json.loads((study / "results.json").read_text())
+        caption = document["caption"]
+        assert "reduced-size ESC" in caption and "2 training steps" in caption
+        assert "quick: quick recipe (experiments/esc.yaml + experiments/tiny.yaml + " \
+            "experiments/recipes/quick.yaml + tests/configs/tiny-test.yaml" in caption  # fmt: skip
+        assert "esc: esc recipe (experiments/esc.yaml + experiments/tiny.yaml + tests/" in caption
+        quick_row = next(r for r in document["rows"] if r["variant"] == "quick")
+        assert "experiments/recipes/quick.yaml" in quick_row["configs"]
+        for name in ("quality_vs_bitrate.png", "codebook_utilization.png", "quality_vs_step.png"):
+            assert (study / name).stat().st_size > 0
+        # The quick run trained with the overlay's loss weights; ESC's run with the defaults.
+        configs = {p.stem: yaml.safe_load(p.read_text()) for p in (study / "configs").iterdir()}
+        assert sorted(configs) == ["esc", "quick"]
+        if "loss_weights" in quick_overlay:
+            assert configs["quick"]["model"]["loss_weights"] == quick_overlay["loss_weights"]
+            assert configs["esc"]["model"]["loss_weights"] != quick_overlay["loss_weights"]
+        # Curves: each run validated after every step at 1.5 and 9 kbps, read from its CSV log.
+        with open(study / "curves.csv") as file:
+            points = list(csv.DictReader(file))
+        for run in ("esc", "quick"):
+            for metric in ("pesq", "sisdr", "mel_distance"):
+                for kbps in ("1.5", "9"):
+                    steps = [p["step"] for p in points if (p["run"], p["metric"], p["kbps"]) ==
+                             (run, metric, kbps)]  # fmt: skip
+                    assert steps == ["1", "2"], (seed, run, metric, kbps)
+        assert len(list((study / "runs").glob("*/wandb/offline-run-*"))) == 2  # both W&B runs
+        # The listening page: one table per bitrate (lowest, highest), one row per clip, one
+        # column per recipe after the original; the summary table and the curves shown.
+        page = parse_report(study / "report.html")
+        grids = [t for t in page.tables if t.cls == "listen"]
+        assert len(grids) == 2
+        for grid in grids:
+            assert grid.header == ["clip", "original", "esc", "quick"]
+            assert len(grid.rows) == 1 and all(len(cell["audio"]) == 1 for cell in grid.rows[0][1:])
+        (table,) = [t for t in page.tables if t.cls == "summary"]
+        assert table.header[:2] == ["variant", "recipe"] and len(table.rows) == 12
+        assert 'src="quality_vs_step.png"' in (study / "report.html").read_text()
     with open(out / "results.csv") as file:
         assert sorted({row["seed"] for row in csv.DictReader(file)}) == ["1", "2"]
     summary = (out / "summary.md").read_text()
-    assert "| with-pretraining | 9 | 2 |" in summary and "seeds 1, 2" in summary
+    assert "| quick | 9 | 2 |" in summary and "seeds 1, 2" in summary
     assert summary in done.stdout + "\n" and (out / "quality_spread.png").stat().st_size > 0
     refused = subprocess.run([ESCX, "ablation", "pretrain", "--seeds", "3", "3"], cwd=tmp_path,
                              env=env, capture_output=True, text=True)  # fmt: skip

@@ -82,6 +82,9 @@ def test_run_names_come_from_the_composition():
 
 
 def test_two_run_sweep_runs_and_ranks(tmp_path, monkeypatch, capsys):
+    """`escx sweep FILE --config EXTRA --data.batch_size 3`: both runs train, rank and log to W&B;
+    the extra config and options apply to every run, but a swept value wins over the same option
+    in the extra config."""
     monkeypatch.chdir(REPO)
     monkeypatch.setenv("WANDB_MODE", "offline")
     train = write_corpus(tmp_path / "train", 4, 0.6, seed=5)
@@ -95,36 +98,29 @@ def test_two_run_sweep_runs_and_ranks(tmp_path, monkeypatch, capsys):
                     "--config", str(TINY), "--data.train", str(train), "--data.val", str(val),
                     "--trainer.max_steps", "2", "--model.pretrain_steps", "1", "${args}"],
     }))  # fmt: skip
+    extra = tmp_path / "extra.yaml"  # sets the swept option too
+    extra.write_text(yaml.safe_dump({"model": {"quantizer_dropout": 0.5}}))
     out = tmp_path / "out"
-    assert main(["sweep", str(sweep), "--out", str(out), "--no-model-metrics"]) == 0
+    assert main(["sweep", str(sweep), "--out", str(out), "--no-model-metrics",
+                 "--config", str(extra), "--data.batch_size", "3"]) == 0  # fmt: skip
     printed = capsys.readouterr().out
     assert "| rank |" in printed and "val/mel_distance@9kbps" in printed
     rows = json.loads((out / "results.json").read_text())
     assert len(rows) == 2 and all(r["returncode"] == 0 for r in rows)
     assert rows[0]["metric"] <= rows[1]["metric"]  # minimise: best first
-    for row in rows:  # each run logged to W&B offline, grouped under the sweep
-        assert list(Path(row["root"]).glob("wandb/offline-run-*/run-*.wandb"))
+    assert sorted(r["params"]["model.quantizer_dropout"] for r in rows) == [0.0, 1.0]
+    for row in rows:
+        root = Path(row["root"])
+        assert list(root.glob("wandb/offline-run-*/run-*.wandb"))  # W&B offline, grouped
+        saved = yaml.safe_load((root / "config.yaml").read_text())
+        value = row["params"]["model.quantizer_dropout"]
+        assert saved["model"]["quantizer_dropout"] == value  # the swept value, not EXTRA's 0.5
+        assert saved["data"]["batch_size"] == 3  # the extra option applies too
+        command = (root / "command.txt").read_text()
+        assert command.index("extra.yaml") < command.index(f"--model.quantizer_dropout={value}")
     # Listening page: the runs side by side on the validation clips, best run first.
     assert f"listening report: {out / 'report.html'}" in printed
     page = parse_report(out / "report.html")
     (grid,) = [t for t in page.tables if t.cls == "listen"]
     assert grid.header == ["clip", "original", *(Path(r["root"]).name for r in rows)]
     assert len(grid.rows) == 2 and len(page.audios) == 2 * 3
-
-
-def test_swept_values_win_over_configs_given_after_the_file(tmp_path, monkeypatch, capsys):
-    """`escx sweep FILE --config experiments/tiny.yaml`: tiny.yaml sets pretrain_steps too."""
-    monkeypatch.chdir(REPO)
-    train = write_corpus(tmp_path / "train", 2, 0.6, seed=9)
-    out = tmp_path / "out"
-    code = main(["sweep", "experiments/sweeps/pretrain-length.yaml", "--count", "2",
-                 "--out", str(out), "--config", "experiments/tiny.yaml",
-                 "--data.train", str(train), "--data.val", "null", "--data.batch_size", "2",
-                 "--trainer.max_steps", "1", "--trainer.logger", "false"])  # fmt: skip
-    assert code == 0, capsys.readouterr()
-    for run, value in (("run-000", 0), ("run-001", 25000)):
-        saved = yaml.safe_load((out / run / "config.yaml").read_text())
-        assert saved["model"]["pretrain_steps"] == value
-        assert saved["data"]["batch_size"] == 2  # the extra arguments still apply
-        command = (out / run / "command.txt").read_text()
-        assert command.index("tiny.yaml") < command.index(f"--model.pretrain_steps={value}")
