@@ -306,13 +306,14 @@ def run_seed(args: argparse.Namespace, out: Path) -> Path:
     from escx.evaluation.page import write_page
     from escx.evaluation.report import write_report
 
-    out.mkdir(parents=True, exist_ok=True)
     variants = STUDIES[args.study](args.steps)
+    # The data are checked before ``out`` exists, so bad --data leaves no empty folder behind.
     val_files = find_audio_files(Path(args.data) / "val")[: args.eval_files]
     if not val_files:
-        raise SystemExit(
+        raise CommandError(
             f"no validation audio in {args.data}/val; run `make data` or pass DATA=DIR"
         )
+    out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     (out / "configs").mkdir(exist_ok=True)
     listening = None
