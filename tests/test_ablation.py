@@ -129,7 +129,7 @@ def test_several_seeds_train_the_study_once_per_seed_and_summarise_the_spread(
     table = (out / "summary.md").read_text()
     assert "| with-pretraining | 9 | 2 | 1.735 [1.730, 1.740] |" in table
     assert "seeds 53, 54" in table and "seed 54" not in table
-    assert "1 training steps per variant, seeds" in table  # one device: nothing to add
+    assert "1 training step per variant, seeds" in table  # one device: nothing to add
     assert (out / "quality_spread.png").stat().st_size > 0
     printed = capsys.readouterr().out
     assert "1.735 [1.730, 1.740]" in printed and str(out / "seed-54" / "report.html") in printed
@@ -161,7 +161,7 @@ def test_the_caption_names_a_data_parallel_budget(tmp_path, monkeypatch):
     argv = ["ablation", "pretrain", "--steps", "1", "--seeds", "7", "8", "--devices", "2"]
     assert main([*argv, "--out", str(out)]) == 0
     assert (
-        "1 training steps per variant on --devices 2 (data-parallel), seeds 7, 8"
+        "1 training step per variant on --devices 2 (data-parallel), seeds 7, 8"
         in (out / "summary.md").read_text()
     )
 

@@ -376,7 +376,8 @@ def _caption(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
     devices = str(getattr(args, "devices", "1"))
     parallel = "" if devices == "1" else f" on --devices {devices} (data-parallel)"
     return (
-        f"{scale}; {args.steps} training steps per variant{parallel}, "
+        f"{scale}; {args.steps:,} training step{'' if args.steps == 1 else 's'} per variant"
+        f"{parallel}, "
         f"{word} {', '.join(map(str, seeds))}, "
         f"data {args.data} (evaluated on {rows[0]['files'] if rows else 0} validation files); "
         f"same budget and {word} for every variant. Recipe and configs stacked: {stacked}."
