@@ -1,6 +1,7 @@
-"""Training runs through the installed ``escx`` command, as a user types it: multi-process DDP,
-SIGTERM and Ctrl-C with exact resume, one run per folder, W&B run continued, drivers that stop,
-and no third-party noise in a run's output."""
+"""Training runs through the installed ``escx`` command, as a user types it: multi-process DDP
+with metrics reduced across ranks, SIGTERM and Ctrl-C with exact resume, one run per folder,
+W&B run continued, drivers that stop, the recipe study over two seeds with its report, and no
+third-party noise in a run's output."""
 
 from __future__ import annotations
 
