@@ -164,15 +164,3 @@ def test_the_caption_names_a_data_parallel_budget(tmp_path, monkeypatch):
         "1 training step per variant on --devices 2 (data-parallel), seeds 7, 8"
         in (out / "summary.md").read_text()
     )
-
-
-@pytest.mark.parametrize("val", ["missing", "empty"])
-def test_bad_data_is_one_line_and_leaves_no_results_folder(tmp_path, capsys, val):
-    data = tmp_path / "data"
-    if val == "empty":
-        (data / "val").mkdir(parents=True)
-    out = tmp_path / "results"
-    assert main(["ablation", "recipe", "--data", str(data), "--out", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"{data}/val" in err
-    assert not out.exists()

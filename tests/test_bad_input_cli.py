@@ -30,6 +30,7 @@ def work(tmp_path_factory) -> Path:
     write_wav(folder / "in.wav", audio)
     load_codec(folder / "model.ckpt").compress(folder / "in.wav", folder / "in.escx")
     (folder / "notes.txt").write_text("this is a text file\n")
+    (folder / "empty" / "val").mkdir(parents=True)  # a data folder without validation audio
     sf.write(folder / "whole.flac", audio, 16000)
     data = (folder / "whole.flac").read_bytes()
     (folder / "cut.flac").write_bytes(data[: len(data) // 2])  # header intact, frames missing
@@ -45,6 +46,10 @@ def _file_size_limit() -> None:  # a full disk, as a writer sees it
 
 # case -> (arguments, words the one line must hold, the output that must not exist)
 CASES = {
+    "ablation data missing": (["ablation", "recipe", "--data", "nowhere", "--out", "study"],
+                              "audio folder not found: nowhere/val", "study"),
+    "ablation val empty": (["ablation", "recipe", "--data", "empty", "--out", "study"],
+                           "no validation audio in empty/val", "study"),
     "kbps inf": (["compress", "in.wav", "-o", "o.escx", "--model", "model.ckpt", "--kbps", "inf"],
                  "--kbps inf is not available", "o.escx"),
     "kbps nan": (["compress", "in.wav", "-o", "o.escx", "--model", "model.ckpt", "--kbps", "nan"],
