@@ -34,7 +34,9 @@ BUILTIN_MODULES = (
     "escx.quantizers.simvq",
     "escx.quantizers.residual",
     "escx.quantizers.cross_scale",
+    "escx.quantizers.factorized",
     "escx.codecs.stft_codec",
+    "escx.codecs.waveform",
     "escx.discriminators.period",
     "escx.discriminators.spectral",
     "escx.discriminators.waveform",
@@ -75,11 +77,27 @@ class Registry(Generic[T]):
         return cls
 
     def get(self, name: str) -> type:
-        """Look a class up by name (a dotted path's last part is accepted too)."""
+        """Look a class up by name, or by a dotted path that names that very class: its own
+        module path, or a re-export in a module already loaded (``escx.STFTCodec``).
+
+        A dotted path is never imported, and ``evil_mod.STFTCodec`` is not ``STFTCodec``: its
+        last part alone does not select the class.
+        """
+        cls = self._lookup(name)
+        if cls is None:
+            raise RegistryError(self.unknown_message(name))
+        return cls
+
+    def _lookup(self, name: str) -> type | None:
         short = name.rsplit(".", 1)[-1]
-        if short in self._classes:
-            return self._classes[short]
-        raise RegistryError(self.unknown_message(name))
+        cls = self._classes.get(short)
+        if cls is None or short == name:
+            return cls
+        if name == f"{cls.__module__}.{cls.__qualname__}":
+            return cls
+        from escx.security.class_paths import resolve_loaded
+
+        return cls if resolve_loaded(name) is cls else None
 
     def unknown_message(self, name: str) -> str:
         """One-line error for an unknown name, with the valid names and a suggestion."""
@@ -89,7 +107,7 @@ class Registry(Generic[T]):
         return f"unknown {self.kind} {name!r}{hint or '.'} Valid {self.kind} names: {valid}"
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.rsplit(".", 1)[-1] in self._classes
+        return isinstance(name, str) and self._lookup(name) is not None
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._classes))

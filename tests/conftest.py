@@ -35,7 +35,13 @@ SMALL_OPTIONS: dict[str, dict[str, Any]] = {
     "encoder": {"dims": (8, 8, 8, 8, 8, 16), "heads": (1, 1, 1, 1, 1)},
     "decoder": {"dims": (16, 8, 8, 8, 8, 8), "heads": (1, 1, 1, 1, 1)},
     "quantizer": {"codebook_size": 16, "codebook_dim": 4, "codebook_dims": (4, 4, 4, 4, 4, 4)},
+    # Codecs that take their sizes as arguments (DAC): narrow widths, the real strides.
+    "codec": {"encoder_dim": 2, "decoder_dim": 32, "latent_dim": 16},
 }
+
+# The quantizer each codec family is built with in the registered-codec tests: a waveform codec's
+# decoder has no stages for cross-scale refinement, so it gets a bottleneck quantizer.
+FAMILY_QUANTIZER = {"stft": "CrossScaleRVQ", "waveform": "FactorizedRVQ"}
 
 SAMPLE_RATE = 16000
 
@@ -134,12 +140,14 @@ def make_component():
 
 
 def build_registered_codec(name: str) -> Any:
-    """Registered codec ``name``: small Swin + CS-RVQ parts where it takes parts, else defaults."""
+    """Registered codec ``name``: small Swin parts and its family's quantizer (small) where it
+    takes parts, small sizes where it takes sizes, else defaults."""
     cls = registries()["codec"].get(name)
     parts = {
         "encoder": build_small("encoder", "SwinEncoder"),
         "decoder": build_small("decoder", "SwinDecoder"),
-        "quantizer": build_small("quantizer", "CrossScaleRVQ"),
+        "quantizer": build_small("quantizer", FAMILY_QUANTIZER[cls.family]),
+        **SMALL_OPTIONS["codec"],
     }
     return cls(**accepted_kwargs(cls, parts))
 

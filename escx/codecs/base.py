@@ -19,15 +19,17 @@ class CodecOutput:
 
     Attributes:
         audio: (B, L) reconstruction, same length as the input.
-        spec: (B, 2, F, T') predicted complex STFT (before the iSTFT).
-        target_spec: (B, 2, F, T') complex STFT of the (padded) input, aligned with ``spec``.
+        spec: (B, 2, F, T') predicted complex STFT (before the iSTFT); None for a codec that
+            predicts samples directly (``spectrum_output = False``).
+        target_spec: (B, 2, F, T') complex STFT of the (padded) input, aligned with ``spec``;
+            None when ``spec`` is.
         quantizer: codes, unweighted VQ losses and stats.
     """
 
     audio: Tensor
-    spec: Tensor
-    target_spec: Tensor
-    quantizer: QuantizerOutput
+    spec: Tensor | None = None
+    target_spec: Tensor | None = None
+    quantizer: QuantizerOutput | None = None
 
 
 class Codec(nn.Module):
@@ -36,6 +38,11 @@ class Codec(nn.Module):
     Subclasses provide ``sample_rate``, ``max_streams``, ``num_groups``, ``codebook_size``,
     ``frame_rate`` (code frames per second) and the methods below. Output length always equals
     input length.
+
+    Two class attributes describe the family without anyone testing the class: ``family`` is
+    written into ``.escx`` headers (a file is decoded only by a codec of its family; see
+    :data:`escx.bitstream.CODEC_FAMILIES`), and ``spectrum_output`` says whether
+    :meth:`forward` returns the predicted and target spectra that spectral losses compare.
     """
 
     sample_rate: int
@@ -44,6 +51,32 @@ class Codec(nn.Module):
     codebook_size: int
     frame_rate: float
     bits_per_code: int
+    family: str = "stft"
+    spectrum_output: bool = True
+
+    @property
+    def samples_per_frame(self) -> int:
+        """Audio samples per code frame (320 for ESC and the 16 kHz DAC)."""
+        return round(self.sample_rate / self.frame_rate)
+
+    def num_frames(self, length: int) -> int:
+        """Code frames for ``length`` samples: the last frame is zero-padded (at least one)."""
+        return max(1, math.ceil(length / self.samples_per_frame))
+
+    def check_codes(self, codes: Tensor, length: int) -> None:
+        """Raise a one-line ValueError unless ``codes`` can decode to ``length`` samples."""
+        if codes.dim() != 4 or codes.shape[2] != self.num_groups:
+            raise ValueError(
+                f"codes must have shape (B, streams <= {self.max_streams}, {self.num_groups}, "
+                f"frames), got {tuple(codes.shape)}"
+            )
+        if codes.shape[-1] != self.num_frames(length):
+            raise ValueError(
+                f"{codes.shape[-1]} code frames cannot hold {length} samples "
+                f"(expected {self.num_frames(length)} frames)"
+            )
+        if codes.numel() and (codes.min() < 0 or codes.max() >= self.codebook_size):
+            raise ValueError(f"codes must lie in [0, {self.codebook_size}); the input is corrupt")
 
     def bitrate(self, n_streams: int) -> float:
         """Bits per second when ``n_streams`` streams are sent (1.5 kbps per stream in ESC).
