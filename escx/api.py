@@ -215,11 +215,17 @@ class CodecHandle:
             num_samples=num_samples,
             bits_per_code=self.codec.bits_per_code,
             fingerprint=self.fingerprint,
+            codec_family=self.codec.family,
         )
 
     def check_header(self, header: EscxHeader) -> None:
         """Raise BitstreamError unless an ``.escx`` header fits this model (checked before any
         codes are read: the layout, the stream count, and frames against samples)."""
+        if header.codec_family != self.codec.family:
+            raise BitstreamError(
+                f"made by a {header.codec_family} codec, this model ({type(self.codec).__name__}) "
+                f"is a {self.codec.family} codec; decompress with the model that compressed it"
+            )
         if header.fingerprint != self.fingerprint:
             raise BitstreamError(
                 f"made by a different model (fingerprint {header.fingerprint.hex()}, this model "

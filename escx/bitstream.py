@@ -1,12 +1,15 @@
 """The ``.escx`` file format: a versioned, checksummed, truncatable container for codec codes.
 
-A file is a 36-byte header followed by one block per stream, **coarsest stream first**. Each block
-holds the codes of one stream bit-packed at ``bits_per_code`` bits each, zero-padded to a whole
-byte, then a CRC32 of the block. All blocks of a file have the same size, so the header alone
-gives the file size and ``header + first k blocks`` is the payload of a k-stream file: lowering the
-bitrate (ESC's cross-scale RVQ decodes any prefix of streams, docs/esc.md §8) is a header rewrite
-plus a cut, never a re-encode. The byte layout, bit order and versioning policy are in
-docs/bitstream.md; every reader error is a :class:`BitstreamError` with a one-line message.
+A file is a 40-byte header (36 in version 1 files, which are still read) followed by one block
+per stream, **coarsest stream first**. The header names the codec family that made the codes
+(STFT codecs such as ESC, waveform codecs such as DAC), so a file is never decoded by a codec of
+another family. Each block holds the codes of one stream bit-packed at ``bits_per_code`` bits
+each, zero-padded to a whole byte, then a CRC32 of the block. All blocks of a file have the same
+size, so the header alone gives the file size and ``header + first k blocks`` is the payload of a
+k-stream file: lowering the bitrate (ESC's cross-scale RVQ and DAC's residual VQ decode any prefix
+of streams, docs/esc.md §8) is a header rewrite plus a cut, never a re-encode. The byte layout,
+bit order and versioning policy are in docs/bitstream.md; every reader error is a
+:class:`BitstreamError` with a one-line message.
 """
 
 from __future__ import annotations
@@ -30,15 +33,22 @@ from escx.atomic import atomic_path
 logger = logging.getLogger(__name__)
 
 MAGIC = b"ESCX"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 FINGERPRINT_SIZE = 8
-# Header: magic, these fields in this order, then a CRC32 of all of them. Kept at 36 bytes so that
-# 10 s at 9 kbps (11,250 payload bytes plus 6 block CRCs) fits the 11,314-byte budget.
+# Codec families by their id in the header (version 2 on); version 1 files are all "stft". An id
+# is never reused; a new family appends one.
+CODEC_FAMILIES = ("stft", "waveform")
+# Header: magic, these fields in this order, then a CRC32 of all of them. Version 1 stops after
+# the fingerprint (36 bytes); version 2 adds the codec family and 3 reserved zero bytes (40 bytes,
+# so that 10 s at 9 kbps, 11,250 payload bytes plus 6 block CRCs, still fits 11,314 bytes).
 _LAYOUT = ("version", "bits_per_code", "num_streams", "num_groups", "sample_rate", "num_samples")
-_LAYOUT += ("num_frames", "fingerprint")
-_HEADER_BODY = struct.Struct(f"<4sBBBBIQI{FINGERPRINT_SIZE}s")
+_LAYOUT += ("num_frames", "fingerprint", "family_id", "reserved")
+_HEADER_BODY = struct.Struct(f"<4sBBBBIQI{FINGERPRINT_SIZE}sB3s")
+_HEADER_BODY_V1 = struct.Struct(f"<4sBBBBIQI{FINGERPRINT_SIZE}s")
 _CRC = struct.Struct("<I")
 HEADER_SIZE = _HEADER_BODY.size + _CRC.size
+HEADER_SIZE_V1 = _HEADER_BODY_V1.size + _CRC.size
 _LIMITS = {  # field -> (min, max) allowed by the layout
     "bits_per_code": (1, 16),
     "num_streams": (1, 255),
@@ -65,7 +75,10 @@ class EscxHeader:
         bits_per_code: bits per code, log2 of the codebook size (1..16).
         num_frames: codec frames per stream.
         fingerprint: ``FINGERPRINT_SIZE`` bytes identifying the model that made the codes.
-        version: format version; only ``FORMAT_VERSION`` is written.
+        version: format version: ``FORMAT_VERSION`` is written; version 1 files are still read.
+        codec_family: the family of the codec that made the codes, one of
+            :data:`CODEC_FAMILIES` ("stft" for ESC, "waveform" for DAC); always "stft" in
+            version 1, which has no such field.
     """
 
     sample_rate: int
@@ -76,6 +89,7 @@ class EscxHeader:
     num_frames: int
     fingerprint: bytes
     version: int = FORMAT_VERSION
+    codec_family: str = "stft"
 
     def __post_init__(self) -> None:
         for name, (lo, hi) in _LIMITS.items():
@@ -90,8 +104,20 @@ class EscxHeader:
                 f"fingerprint must be {FINGERPRINT_SIZE} bytes, got {self.fingerprint!r}; "
                 "compute it with fingerprint_state_dict(model.state_dict())"
             )
-        if self.version != FORMAT_VERSION:
-            raise BitstreamError(f"version must be {FORMAT_VERSION}, got {self.version}")
+        if self.version not in SUPPORTED_VERSIONS:
+            raise BitstreamError(f"version must be one of {SUPPORTED_VERSIONS}, got {self.version}")
+        if self.codec_family not in CODEC_FAMILIES:
+            raise BitstreamError(
+                f"codec family {self.codec_family!r} has no id in the .escx format; known: "
+                f"{', '.join(CODEC_FAMILIES)}"
+            )
+        if self.version == 1 and self.codec_family != "stft":
+            raise BitstreamError("version 1 files hold only the stft codec family; use version 2")
+
+    @property
+    def header_size(self) -> int:
+        """Bytes of this version's header (36 in version 1, 40 from version 2)."""
+        return HEADER_SIZE_V1 if self.version == 1 else HEADER_SIZE
 
     @property
     def codes_per_stream(self) -> int:
@@ -111,12 +137,13 @@ class EscxHeader:
     @property
     def file_size(self) -> int:
         """Exact size in bytes of a complete file with this header."""
-        return HEADER_SIZE + self.num_streams * self.block_bytes
+        return self.header_size + self.num_streams * self.block_bytes
 
     def to_bytes(self) -> bytes:
-        """Serialise to exactly ``HEADER_SIZE`` bytes (fields, then CRC32 of the fields)."""
-        body = _HEADER_BODY.pack(MAGIC, *(getattr(self, name) for name in _LAYOUT))
-        return body + _CRC.pack(zlib.crc32(body))
+        """Serialise to exactly ``header_size`` bytes (fields, then CRC32 of the fields)."""
+        fields = {name: getattr(self, name) for name in _LAYOUT[:8]}
+        fields.update(family_id=CODEC_FAMILIES.index(self.codec_family), reserved=bytes(3))
+        return pack_header(fields)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> EscxHeader:
@@ -136,19 +163,39 @@ class EscxHeader:
                 f"made by a newer escx (format version {data[4]}, this escx reads up to "
                 f"{FORMAT_VERSION}); upgrade escx to read it"
             )
-        if len(data) < HEADER_SIZE:
+        layout = _HEADER_BODY_V1 if len(data) > 4 and data[4] == 1 else _HEADER_BODY
+        size = layout.size + _CRC.size
+        if len(data) < size:
             raise BitstreamError(
-                f"truncated: file has {len(data)} bytes, shorter than the {HEADER_SIZE}-byte "
+                f"truncated: file has {len(data)} bytes, shorter than the {size}-byte "
                 "header; the file was cut short, compress again or re-copy it"
             )
-        (stored_crc,) = _CRC.unpack_from(data, _HEADER_BODY.size)
-        if zlib.crc32(data[: _HEADER_BODY.size]) != stored_crc:
+        (stored_crc,) = _CRC.unpack_from(data, layout.size)
+        if zlib.crc32(data[: layout.size]) != stored_crc:
             raise BitstreamError("corrupted: header checksum mismatch; the file is damaged")
-        fields = dict(zip(_LAYOUT, _HEADER_BODY.unpack_from(data)[1:], strict=True))
+        fields = dict(zip(_LAYOUT, layout.unpack_from(data)[1:], strict=False))
+        family_id, reserved = fields.pop("family_id", 0), fields.pop("reserved", bytes(3))
+        if reserved != bytes(3):
+            raise BitstreamError("corrupted: invalid header (reserved bytes are not zero)")
+        if family_id >= len(CODEC_FAMILIES):
+            raise BitstreamError(
+                f"made by a codec family this escx does not know (id {family_id}; it knows "
+                f"{', '.join(CODEC_FAMILIES)}); upgrade escx to read it"
+            )
         try:
-            return cls(**fields)
+            return cls(**fields, codec_family=CODEC_FAMILIES[family_id])
         except BitstreamError as err:
             raise BitstreamError(f"corrupted: invalid header ({err})") from None
+
+
+def pack_header(fields: dict[str, Any]) -> bytes:
+    """Header bytes of raw field values with their CRC, unchecked (``version`` picks the layout:
+    version 1 ignores ``family_id`` and ``reserved``). :meth:`EscxHeader.to_bytes` validates
+    first; tests use this to build headers no valid :class:`EscxHeader` has."""
+    layout = _HEADER_BODY_V1 if fields["version"] == 1 else _HEADER_BODY
+    names = _LAYOUT[:8] if fields["version"] == 1 else _LAYOUT
+    body = layout.pack(MAGIC, *(fields[name] for name in names))
+    return body + _CRC.pack(zlib.crc32(body))
 
 
 def fingerprint_state_dict(state_dict: Mapping[str, Any]) -> bytes:
@@ -189,8 +236,9 @@ def encode_bitstream(
     num_samples: int,
     bits_per_code: int,
     fingerprint: bytes,
+    codec_family: str = "stft",
 ) -> bytes:
-    """Pack codes into an ``.escx`` file.
+    """Pack codes into an ``.escx`` file (the newest format version).
 
     Args:
         codes: integer codes of shape (streams, groups, frames), stream 0 the coarsest, each in
@@ -199,6 +247,7 @@ def encode_bitstream(
         num_samples: length of the original audio in samples.
         bits_per_code: bits per code, log2 of the codebook size (1..16).
         fingerprint: model fingerprint from :func:`fingerprint_state_dict`.
+        codec_family: the codec's ``family`` (:data:`CODEC_FAMILIES`).
 
     Returns:
         The file bytes: header, then one CRC-protected block per stream.
@@ -215,8 +264,9 @@ def encode_bitstream(
         raise BitstreamError(f"codes must be integers, got dtype {codes.dtype}")
     streams, groups, frames = codes.shape
     header = EscxHeader(
-        sample_rate, num_samples, streams, groups, bits_per_code, frames, fingerprint
-    )
+        sample_rate, num_samples, streams, groups, bits_per_code, frames, fingerprint,
+        codec_family=codec_family,
+    )  # fmt: skip
     if codes.size and (codes.min() < 0 or codes.max() >= 2**bits_per_code):
         raise BitstreamError(
             f"codes out of range for bits_per_code={bits_per_code}: found values in "
@@ -249,7 +299,7 @@ def read_header(data: bytes) -> EscxHeader:
 def _check_size(header: EscxHeader, size: int) -> None:
     """Raise BitstreamError unless a file of ``size`` bytes is exactly what ``header`` says."""
     if size < header.file_size:
-        whole = max(0, (size - HEADER_SIZE) // header.block_bytes)
+        whole = max(0, (size - header.header_size) // header.block_bytes)
         raise BitstreamError(
             f"truncated: header says {header.num_streams} streams ({header.file_size} bytes) but "
             f"the file has {size} bytes ({whole} complete streams); re-copy the file, or "
@@ -316,7 +366,8 @@ def truncate_bitstream(data: bytes, streams: int) -> bytes:
     """Keep only the first (coarsest) ``streams`` streams of a file, without re-encoding.
 
     The result is the header with its stream count (and checksum) rewritten, followed by the first
-    ``streams`` blocks unchanged: identical to encoding only those streams.
+    ``streams`` blocks unchanged: identical to encoding only those streams. The file keeps its
+    format version (a version 1 file stays a valid version 1 file).
 
     Raises:
         BitstreamError: ``streams`` outside ``1..available``, or the input file is invalid.
@@ -387,7 +438,7 @@ def _verified_payloads(
     """Check the CRC of the first ``streams`` blocks; return their payloads (with CRCs if asked)."""
     view, size, out = memoryview(data), header.block_payload_bytes, []
     for k in range(streams):
-        start = HEADER_SIZE + k * header.block_bytes
+        start = header.header_size + k * header.block_bytes
         payload = view[start : start + size]
         (stored,) = _CRC.unpack_from(view, start + size)
         if _block_crc(k, payload) != stored:

@@ -211,9 +211,9 @@ def test_compress_decompress_files(tmp_path, handle):
     result = handle.compress(source, tmp_path / "in.escx", kbps=6.0)
     assert result.streams == 4 and result.notice is None
     assert result.num_bytes == (tmp_path / "in.escx").stat().st_size
-    # 39 frames x 3 groups x 10 bits per stream -> 147 bytes + CRC; plus the 36-byte header.
-    assert result.num_bytes == 36 + 4 * (147 + 4)
-    assert result.kbps == pytest.approx(640 * 8 / (12_345 / 16000) / 1000)
+    # 39 frames x 3 groups x 10 bits per stream -> 147 bytes + CRC; plus the 40-byte header.
+    assert result.num_bytes == 40 + 4 * (147 + 4)
+    assert result.kbps == pytest.approx(644 * 8 / (12_345 / 16000) / 1000)
     back = handle.decompress(tmp_path / "in.escx", tmp_path / "out.wav")
     assert back.seconds == pytest.approx(12_345 / 16000)
     info = sf.info(tmp_path / "out.wav")

@@ -302,16 +302,60 @@ def test_header_replace_keeps_validation() -> None:
 
 
 def test_byte_layout_matches_the_docs() -> None:
-    """Pins format version 1 byte for byte (docs/bitstream.md); changing it needs a new version."""
+    """Pins format version 2 byte for byte (docs/bitstream.md); changing it needs a new version."""
     codes = np.array([[[1, 3], [2, 7]]])  # 1 stream, 2 groups, 2 frames: frame-major 1, 2, 3, 7
     data = encode_bitstream(
-        codes, sample_rate=16000, num_samples=640, bits_per_code=3, fingerprint=FP
-    )
-    body = b"ESCX" + bytes([1, 3, 1, 2]) + struct.pack("<IQI", 16000, 640, 2) + FP
+        codes, sample_rate=16000, num_samples=640, bits_per_code=3, fingerprint=FP,
+        codec_family="waveform",
+    )  # fmt: skip
+    body = b"ESCX" + bytes([2, 3, 1, 2]) + struct.pack("<IQI", 16000, 640, 2) + FP
+    body += bytes([1, 0, 0, 0])  # codec family 1 (waveform), 3 reserved zero bytes
     header = body + struct.pack("<I", zlib.crc32(body))
     payload = bytes([0b00101001, 0b11110000])  # 001 010 011 111, MSB first, zero-padded
     block_crc = struct.pack("<I", zlib.crc32(payload, zlib.crc32(b"\x00")))
     assert data == header + payload + block_crc
+    assert HEADER_SIZE == 40 and read_header(data).codec_family == "waveform"
+
+
+def _version_1_file(streams: int = 2) -> tuple[np.ndarray, bytes]:
+    """A version 1 file (36-byte header, no codec family) as escx wrote them before DAC."""
+    codes = random_codes((streams, 3, 4), 10)
+    body = b"ESCX" + bytes([1, 10, streams, 3]) + struct.pack("<IQI", 16000, 1280, 4) + FP
+    data = body + struct.pack("<I", zlib.crc32(body))
+    v2 = encode(codes)
+    block = (len(v2) - HEADER_SIZE) // streams
+    return codes, data + v2[HEADER_SIZE : HEADER_SIZE + streams * block]
+
+
+def test_version_1_files_are_still_read_and_truncate_as_version_1() -> None:
+    codes, data = _version_1_file()
+    header, decoded = decode_bitstream(data, expected_fingerprint=FP)
+    assert (header.version, header.codec_family, header.header_size) == (1, "stft", 36)
+    np.testing.assert_array_equal(decoded, codes)
+    cut = truncate_bitstream(data, 1)  # a header rewrite: the file stays version 1
+    assert cut[4] == 1 and len(cut) == 36 + (len(data) - 36) // 2
+    np.testing.assert_array_equal(decode_bitstream(cut)[1], codes[:1])
+
+
+@pytest.mark.parametrize(
+    ("offset", "value", "match"),
+    [
+        (32, 7, "codec family this escx does not know.*upgrade"),  # family id 7
+        (33, 1, "corrupted: invalid header.*reserved"),
+    ],
+)
+def test_unknown_family_and_reserved_bytes_are_refused(offset: int, value: int, match: str):
+    data = bytearray(encode(random_codes((1, 3, 4), 10)))
+    data[offset] = value
+    data[36:40] = struct.pack("<I", zlib.crc32(bytes(data[:36])))  # a valid header CRC
+    with pytest.raises(BitstreamError, match=match):
+        decode_bitstream(bytes(data))
+
+
+def test_a_family_without_an_id_cannot_be_written() -> None:
+    with pytest.raises(BitstreamError, match="codec family 'spectral' has no id"):
+        encode_bitstream(np.zeros((1, 1, 1), np.int64), sample_rate=16000, num_samples=320,
+                         bits_per_code=10, fingerprint=FP, codec_family="spectral")  # fmt: skip
 
 
 def test_invalid_field_with_valid_checksum_is_rejected() -> None:

@@ -9,7 +9,6 @@ import struct
 import subprocess
 import sys
 import tracemalloc
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,15 +18,14 @@ from tools_fixtures import make_checkpoint, speech_like, write_wav
 from escx.api import load_codec
 from escx.bitstream import (
     _CRC,
-    _HEADER_BODY,
-    _LAYOUT,
+    CODEC_FAMILIES,
     HEADER_SIZE,
-    MAGIC,
     BitstreamError,
     EscxHeader,
     _block_crc,
     decode_bitstream,
     encode_bitstream,
+    pack_header,
 )
 
 ESCX = Path(sys.executable).parent / "escx"
@@ -49,8 +47,8 @@ def real_file(tmp_path_factory, model) -> bytes:
 
 def _header_bytes(**fields: int | bytes) -> bytes:
     """A header with any field values (bypassing EscxHeader's checks) and a valid CRC."""
-    body = _HEADER_BODY.pack(MAGIC, *(fields[name] for name in _LAYOUT))
-    return body + _CRC.pack(zlib.crc32(body))
+    family = CODEC_FAMILIES.index(fields.pop("codec_family", "stft"))
+    return pack_header({**fields, "family_id": family, "reserved": bytes(3)})
 
 
 def amplification_file(fingerprint: bytes) -> bytes:
