@@ -26,13 +26,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from escx.commands.common import CommandError, add_model_metrics_argument, say
+from escx.commands.common import EXIT_BAD_INPUT, CommandError, add_model_metrics_argument, say
 from escx.experiments.ablation import pretrain_steps
+from escx.experiments.fit_check import check_fit_commands
+from escx.experiments.options import DriverParser, at_least, check_devices, cpu_count
 from escx.experiments.recipes import (
     RECIPES,
     config_path,
@@ -40,6 +43,7 @@ from escx.experiments.recipes import (
     recipe_configs,
     repo_relative,
 )
+from escx.experiments.runs import RunStopped, check_run_folder, fit_command, run_fit
 
 ROOT = Path("runs/demo")
 MODEL = ["experiments/esc.yaml", "experiments/tiny.yaml"]
@@ -86,7 +90,7 @@ def prepare_data(data: str | None) -> Path:
 
     code = prepare(cmd)
     if code:
-        raise SystemExit(code)
+        raise CommandError(f"preparing data/ failed (exit {code}, see above)", code=code)
     return Path("data")
 
 
@@ -187,18 +191,36 @@ def summary_line(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m escx.demo")
+    """``python -m escx.demo``: returns the exit code; errors are one line on stderr."""
+    try:
+        return _run(argv)
+    except (CommandError, ValueError, OSError) as error:
+        code = error.code if isinstance(error, CommandError) else EXIT_BAD_INPUT
+        if isinstance(error, RunStopped):  # Ctrl-C or SIGTERM: how to go on, not an error
+            sys.stderr.write(f"escx demo: {error}\n")
+        else:
+            sys.stderr.write(f"escx demo: error: {_one_line(error)}\n")
+        return code
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = DriverParser(prog="escx demo", usage="python -m escx.demo [options]")
     parser.add_argument("--data", default=None, help="audio folder (default: data/)")
     parser.add_argument(
         "--steps", type=int, default=DEFAULT_STEPS, help=f"training steps (default {DEFAULT_STEPS})"
     )
     parser.add_argument(
         "--processes",
-        type=int,
-        default=PROCESSES,
-        help=f"data-parallel CPU training processes, each with its own batch (default {PROCESSES})",
+        default=None,
+        help=f"data-parallel CPU training processes, each with its own batch (default "
+        f"{PROCESSES}, or one per core on a machine with fewer)",
     )
-    parser.add_argument("--eval-files", type=int, default=8)
+    parser.add_argument("--eval-files", type=int, default=8, help="validation files evaluated")
     parser.add_argument("--out", type=Path, default=ROOT, help=f"run folder (default: {ROOT})")
     parser.add_argument(
         "--recipe",
@@ -214,12 +236,46 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_model_metrics_argument(parser)
     args = parser.parse_args(argv)
-    if args.steps < 1:
-        parser.error("--steps must be at least 1")
-    if args.processes < 1:
-        parser.error("--processes must be at least 1")
+    try:
+        at_least(args.steps, 1, "--steps")
+        at_least(args.eval_files, 1, "--eval-files")
+        args.processes = (
+            min(PROCESSES, cpu_count())
+            if args.processes is None
+            else check_devices(args.processes, "--processes", accelerator="cpu")
+        )
+        if args.data is not None and not Path(args.data).is_dir():
+            raise CommandError(f"--data {args.data} is not a folder")
+    except CommandError as error:
+        parser.error(str(error))
+    return args
+
+
+def _run(argv: list[str] | None) -> int:
+    args = _parse(argv)
     root = args.out
     os.environ.setdefault("WANDB_MODE", "offline")
+    configs = demo_configs(args.recipe, args.config)
+    pretrain = pretrain_steps(args.steps, PRETRAIN_SHARE)
+    data_dir = Path(args.data) if args.data is not None else Path("data")
+    if args.data is not None and not (
+        (data_dir / "train").is_dir() and (data_dir / "val").is_dir()
+    ):
+        data_dir = Path("data")  # prepare_data splits DATA into data/
+    cmd = fit_command(
+        configs,
+        f"--data.train={data_dir / 'train'}",
+        f"--data.val={data_dir / 'val'}",
+        f"--trainer.max_steps={args.steps}",
+        f"--trainer.val_check_interval={args.steps}",
+        f"--model.pretrain_steps={pretrain}",
+        f"--trainer.default_root_dir={root}",
+        *fit_device_options(args.processes),
+    )
+    # Before anything is prepared, evaluated or trained: the options and configs escx fit
+    # will get, and a run folder that holds another run.
+    check_fit_commands([cmd], ["the demo's escx fit options"])
+    check_run_folder(cmd, root)
 
     import torch
 
@@ -232,42 +288,19 @@ def main(argv: list[str] | None = None) -> int:
         say(synthetic_warning(data, root))
     files = find_audio_files(data / "val")[: args.eval_files]
     if not files:
-        say(f"escx demo: error: no validation audio in {data / 'val'}")
-        return 2
-    configs = demo_configs(args.recipe, args.config)
+        raise CommandError(f"no validation audio in {data / 'val'}")
     with_models = not args.no_model_metrics
     torch.manual_seed(53)
     before = escx.build_codec(*configs).eval()
     evaluate(before, files, "before training", streams=[1, 6], with_models=with_models)
 
-    pretrain = pretrain_steps(args.steps, PRETRAIN_SHARE)
-    from escx.experiments.runs import RunStopped, fit_command, run_fit
-
-    cmd = fit_command(
-        configs,
-        f"--data.train={data / 'train'}",
-        f"--data.val={data / 'val'}",
-        f"--trainer.max_steps={args.steps}",
-        f"--trainer.val_check_interval={args.steps}",
-        f"--model.pretrain_steps={pretrain}",
-        f"--trainer.default_root_dir={root}",
-        *fit_device_options(args.processes),
-    )
     recipe = describe_recipe(args.recipe, configs)
     where = f" on {args.processes} CPU processes" if args.processes > 1 else ""
     say(f"\n== training with the {recipe}: {pretrain} pre-training steps, then quantized{where}")
     say(f"escx {' '.join(cmd[3:])}")
-    try:
-        code = run_fit(cmd, root, "the demo codec")
-    except RunStopped as stop:  # Ctrl-C or SIGTERM: last.ckpt is written, `make demo` resumes
-        say(f"escx demo: {stop}")
-        return stop.code
-    except CommandError as error:
-        say(f"escx demo: error: {error}")
-        return error.code
+    code = run_fit(cmd, root, "the demo codec")  # RunStopped: last.ckpt is written, demo resumes
     if code != 0:
-        say(f"escx demo: error: training failed (exit {code}, see above)")
-        return code
+        raise CommandError(f"training failed (exit {code}, see above)", code=code)
     ckpt = root / "checkpoints" / "last.ckpt"
     report = root / "report"
     steps = _steps_trained(root, args.steps)

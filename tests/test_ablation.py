@@ -71,6 +71,7 @@ def test_escx_ablation_chooses_the_recipe_by_scale(monkeypatch, tmp_path):
 
     seen = []
     monkeypatch.setattr(command, "run_study", lambda args: seen.append(args.recipe) or tmp_path)
+    monkeypatch.setattr(command, "_check_study", lambda args: None)  # no data, no fit to check
     (tmp_path / "results.md").write_text("table")
     for extra in ([], ["--scale", "base"], ["--recipe", "esc"]):
         assert main(["ablation", "pretrain", "--steps", "1", *extra]) == 0
@@ -106,6 +107,13 @@ def _fake_study(trained: list):
     return run_seed
 
 
+def _no_study_checks(monkeypatch) -> None:
+    """The studies below are faked: no data to find, no escx fit commands to check."""
+    import escx.commands.ablation as command
+
+    monkeypatch.setattr(command, "_check_study", lambda args: None)
+
+
 def test_several_seeds_train_the_study_once_per_seed_and_summarise_the_spread(
     tmp_path, monkeypatch, capsys
 ):
@@ -113,6 +121,7 @@ def test_several_seeds_train_the_study_once_per_seed_and_summarise_the_spread(
 
     trained = []
     monkeypatch.setattr(ablation, "run_seed", _fake_study(trained))
+    _no_study_checks(monkeypatch)
     out = tmp_path / "results"
     argv = ["ablation", "pretrain", "--steps", "1", "--seeds", "53", "54", "--out", str(out)]
     assert main(argv) == 0
@@ -142,6 +151,7 @@ def test_one_seed_writes_the_study_into_its_folder_and_equal_seeds_are_refused(
 
     trained = []
     monkeypatch.setattr(ablation, "run_seed", _fake_study(trained))
+    _no_study_checks(monkeypatch)
     out = tmp_path / "results"
     assert main(["ablation", "pretrain", "--steps", "1", "--seed", "7", "--out", str(out)]) == 0
     assert trained == [(7, out)] and not (out / "summary.md").exists()
@@ -157,6 +167,7 @@ def test_the_caption_names_a_data_parallel_budget(tmp_path, monkeypatch):
 
     trained = []
     monkeypatch.setattr(ablation, "run_seed", _fake_study(trained))
+    _no_study_checks(monkeypatch)
     out = tmp_path / "two"
     argv = ["ablation", "pretrain", "--steps", "1", "--seeds", "7", "8", "--devices", "2"]
     assert main([*argv, "--out", str(out)]) == 0

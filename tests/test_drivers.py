@@ -22,13 +22,24 @@ from escx.experiments.runs import RunStopped, resumable_command, run_fit
 
 
 @pytest.mark.parametrize("code", [130, 143, -15])
-def test_a_stopped_run_raises_with_its_exit_code(tmp_path, code):
-    cmd = [sys.executable, "-c", f"import os, signal; os.kill(os.getpid(), {-code})"] if code < 0 \
-        else [sys.executable, "-c", f"raise SystemExit({code})"]  # fmt: skip
-    with pytest.raises(RunStopped) as stop:
+@pytest.mark.parametrize("saved", [True, False], ids=["saved", "before-first-checkpoint"])
+def test_a_stopped_run_raises_with_its_exit_code(tmp_path, code, saved):
+    """The driver's advice fits what the run left: resume its last.ckpt, or, stopped before it
+    wrote one, start again (there is no checkpoint to resume)."""
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    save = f"import os; os.makedirs({str(last.parent)!r}); open({str(last)!r}, 'w').close()"
+    stop = f"import os, signal; os.kill(os.getpid(), {-code})" if code < 0 \
+        else f"raise SystemExit({code})"  # fmt: skip
+    cmd = [sys.executable, "-c", f"{save}; {stop}" if saved else stop]
+    with pytest.raises(RunStopped) as stopped:
         run_fit(cmd, tmp_path / "run", "probe")
-    assert stop.value.code == (143 if code == -15 else code)
-    assert "run the same command again to resume" in str(stop.value)
+    assert stopped.value.code == (143 if code == -15 else code)
+    message = str(stopped.value)
+    if saved:
+        assert message.endswith(f"run the same command again to resume it from {last}")
+    else:
+        assert "before it saved a checkpoint" in message and "resume" not in message
+        assert message.endswith("run the same command again to start it afresh")
 
 
 def test_a_failed_run_returns_its_code_and_a_finished_one_zero(tmp_path):
@@ -81,6 +92,7 @@ def test_sigterm_to_the_demo_stops_its_run_and_exits_143(tmp_path):
 def test_escx_ablation_stops_with_the_code_of_a_stopped_run(tmp_path, monkeypatch, capsys):
     """The ablation driver through its command: a variant's run stopped by SIGTERM (exit 143)
     stops the study with 143 and the resume hint, before any evaluation."""
+    import escx.commands.ablation as ablation_command
     import escx.experiments.runs as runs
     from escx.cli import main
 
@@ -92,6 +104,7 @@ def test_escx_ablation_stops_with_the_code_of_a_stopped_run(tmp_path, monkeypatc
         return real_popen(cmd, *args, **kwargs)
 
     monkeypatch.setattr(runs.subprocess, "Popen", stopped_fit)
+    monkeypatch.setattr(ablation_command, "check_fit_commands", lambda *args: None)  # not a run
     monkeypatch.chdir(REPO)
     data = tmp_path / "data"
     write_corpus(data / "train", 2, 0.5, seed=13)

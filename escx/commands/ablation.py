@@ -3,15 +3,19 @@ codebook-kind, recipe) and compare them."""
 
 from __future__ import annotations
 
+import argparse
 import logging
+from pathlib import Path
 
-from escx.commands.common import ArgumentParser, add_model_metrics_argument, say
-from escx.experiments.ablation import SCALES, STUDIES, default_steps, run_study
+from escx.commands.common import CommandError, add_model_metrics_argument, say
+from escx.experiments.ablation import SCALES, STUDIES, default_steps, run_study, variant_command
+from escx.experiments.fit_check import check_fit_commands
+from escx.experiments.options import DriverParser, at_least, check_devices, check_seeds
 from escx.experiments.recipes import RECIPES, default_recipe
 
 
 def main(argv: list[str]) -> int:
-    parser = ArgumentParser(
+    parser = DriverParser(
         prog="escx ablation",
         description="Train every variant of a study with the same budget and seed, evaluate all "
         "bitrates, write results/ablation-STUDY/.",
@@ -33,7 +37,9 @@ def main(argv: list[str]) -> int:
         "or esc (ESC's own); default quick at --scale tiny, esc at --scale base; the recipe "
         "study trains both",
     )
-    parser.add_argument("--devices", default="1")
+    parser.add_argument(
+        "--devices", default="1", help="training processes or GPUs per variant (default 1)"
+    )
     parser.add_argument("--data", default="data", help="folder with train/ and val/")
     parser.add_argument(
         "--seed",
@@ -63,13 +69,16 @@ def main(argv: list[str]) -> int:
         args.recipe = default_recipe(args.scale)
     if args.steps is None:
         args.steps = default_steps(args.study, args.scale, args.recipe)
-    if args.steps < 1:
-        parser.error("--steps must be at least 1")
-    if args.listen < 0:
-        parser.error("--listen must be >= 0")
-    if len(set(args.seeds)) != len(args.seeds):
-        parser.error(f"--seeds must differ, got {args.seeds}")
+    try:
+        at_least(args.steps, 1, "--steps")
+        at_least(args.eval_files, 1, "--eval-files")
+        at_least(args.listen, 0, "--listen")
+        check_seeds(args.seeds)
+        args.devices = str(check_devices(args.devices))
+    except CommandError as error:
+        parser.error(str(error))
     args.seed = args.seeds[0]
+    _check_study(args)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     out = run_study(args)
     summary = out / ("summary.md" if len(args.seeds) > 1 else "results.md")
@@ -82,3 +91,19 @@ def main(argv: list[str]) -> int:
     )
     say(f"listening report: {', '.join(map(str, pages))}")
     return 0
+
+
+def _check_study(args: argparse.Namespace) -> None:
+    """Before anything is trained or created: validation audio to evaluate, and every variant's
+    ``escx fit`` command (``--config`` extras included) parsed once, so that a mistake fails in
+    one line instead of after the first variant has trained."""
+    from escx.audio import find_audio_files
+
+    if not find_audio_files(Path(args.data) / "val"):
+        raise CommandError(
+            f"no validation audio in {args.data}/val; run `make data` or pass DATA=DIR"
+        )
+    out = Path(args.out or f"results/ablation-{args.study}")
+    variants = STUDIES[args.study](args.steps)
+    commands = [variant_command(v, args, out / "runs" / v.name) for v in variants]
+    check_fit_commands(commands, [f"variant {v.name}" for v in variants])

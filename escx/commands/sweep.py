@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-from escx.commands.common import ArgumentParser, CommandError, add_model_metrics_argument, say
+from escx.commands.common import CommandError, add_model_metrics_argument, say
 from escx.config import ConfigError
-from escx.experiments.sweep import LocalSweep, format_value, load_sweep
+from escx.experiments.options import DriverParser, at_least
+from escx.experiments.sweep import (
+    DEFAULT_RUNS,
+    MAX_GRID_RUNS,
+    LocalSweep,
+    format_value,
+    load_sweep,
+)
 
 
 def main(argv: list[str]) -> int:
-    parser = ArgumentParser(
+    parser = DriverParser(
         prog="escx sweep",
-        description="Run a W&B sweep config locally (grid, random; bayes with `sweeps`).",
+        description="Run a W&B sweep config locally (grid, random; bayes with `sweeps`). "
+        "escx fit options after FILE are added to every run.",
+        forward_fit_options=True,
     )
     parser.add_argument("file", type=Path, help="sweep YAML (experiments/sweeps/*.yaml)")
-    parser.add_argument("--count", type=int, default=None, help="number of runs")
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=None,
+        help=f"number of runs (default: the file's run_cap, else the whole grid up to "
+        f"{MAX_GRID_RUNS} runs, or {DEFAULT_RUNS} random draws)",
+    )
     parser.add_argument("--name", default=None, help="sweep name (default: the file name)")
     parser.add_argument("--out", type=Path, default=None, help="default: runs/sweeps/NAME")
     parser.add_argument("--seed", type=int, default=0, help="random-search seed")
@@ -30,17 +46,24 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--eval-files", type=int, default=8, help="clips evaluated for the page")
     add_model_metrics_argument(parser)
-    args, extra = parser.parse_known_args(argv)
-    if args.count is not None and args.count < 1:
-        raise CommandError("--count must be at least 1")
+    args, extra = parser.parse_with_fit_options(argv)
+    try:
+        _check_options(args, argv, extra)
+    except CommandError as error:
+        parser.error(str(error))
     try:
         config = load_sweep(args.file)
+        name = args.name or args.file.stem
+        sweep = LocalSweep(
+            config, name, args.out or Path("runs/sweeps") / name, args.count, args.seed, extra
+        )
+        sweep.total()  # refuses a grid too large to run before anything is checked or created
     except ConfigError as error:
         raise CommandError(str(error)) from None
-    name = args.name or args.file.stem
-    sweep = LocalSweep(
-        config, name, args.out or Path("runs/sweeps") / name, args.count, args.seed, extra
-    )
+    checked, needed = sweep.check()
+    if checked < needed:
+        say(f"checked {checked} of {needed} swept settings before starting; the others are "
+            "checked as their runs start")  # fmt: skip
 
     def report(run) -> None:
         params = ", ".join(f"{k}={format_value(v)}" for k, v in run.params.items())
@@ -62,6 +85,25 @@ def main(argv: list[str]) -> int:
     return 0 if any(r.returncode == 0 for r in sweep.runs) else 1
 
 
+def _check_options(args: argparse.Namespace, argv: list[str], extra: list[str]) -> None:
+    """The driver's own options, before the file is read (one-line CommandError)."""
+    if args.count is not None:
+        at_least(args.count, 1, "--count")
+    at_least(args.eval_files, 1, "--eval-files")
+    at_least(args.listen, 0, "--listen")
+    if args.name is not None and (args.name in ("", ".", "..") or "/" in args.name):
+        raise CommandError(f"--name must be a plain folder name, got {args.name!r}")
+    if args.listen_data is not None and not args.listen_data.is_dir():
+        raise CommandError(f"--listen-data {args.listen_data} is not a folder")
+    # argparse takes the first free word as FILE, even the value of an escx fit option.
+    position = argv.index(str(args.file)) if str(args.file) in argv else 0
+    if position and argv[position - 1] in extra and "=" not in argv[position - 1]:
+        raise CommandError(
+            f"{argv[position - 1]} {args.file}: put escx fit options after the sweep file "
+            "(escx sweep FILE --config X ...)"
+        )
+
+
 def _listening_page(sweep: LocalSweep, args) -> Path | None:
     """report.html comparing the finished runs on the same clips (None when nothing to compare)."""
     from escx.audio import find_audio_files
@@ -72,7 +114,7 @@ def _listening_page(sweep: LocalSweep, args) -> Path | None:
     if not done or data is None:
         say("no listening report: no finished run or no clips (pass --listen-data DIR)")
         return None
-    files = find_audio_files(data)[: max(args.eval_files, 1)]
+    files = find_audio_files(data)[: args.eval_files]
     if not files:
         say(f"no listening report: no audio files under {data}")
         return None

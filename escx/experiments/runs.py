@@ -46,17 +46,26 @@ def resumable_command(cmd: Sequence[str], root: Path) -> list[str]:
     Raises:
         CommandError: ``root`` holds a run started with other options.
     """
-    text = shlex.join(cmd) + "\n"
+    resume = check_run_folder(cmd, root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / COMMAND_FILE).write_text(shlex.join(cmd) + "\n")
+    return [*cmd, "--ckpt_path", "last"] if resume else list(cmd)
+
+
+def check_run_folder(cmd: Sequence[str], root: Path) -> bool:
+    """Whether ``root`` holds a run of ``cmd`` to resume; changes nothing.
+
+    Raises:
+        CommandError: ``root`` holds a run started with other options.
+    """
     record = root / COMMAND_FILE
     resume = (root / "checkpoints" / "last.ckpt").is_file()
-    if resume and (not record.is_file() or record.read_text() != text):
+    if resume and (not record.is_file() or record.read_text() != shlex.join(cmd) + "\n"):
         raise CommandError(
             f"{root} holds a run started with other options; delete it to start over, or "
             "choose another output folder"
         )
-    root.mkdir(parents=True, exist_ok=True)
-    record.write_text(text)
-    return [*cmd, "--ckpt_path", "last"] if resume else list(cmd)
+    return resume
 
 
 def run_fit(
@@ -92,12 +101,23 @@ def run_fit(
     if code < 0:  # killed by a signal before Lightning's handlers were installed
         code = 128 - code
     if code in EXIT_STOPPED:
-        raise RunStopped(
-            f"training {what} was stopped (exit {code}); run the same command again to resume "
-            f"it from {root}/checkpoints/last.ckpt",
-            code=code,
-        )
+        raise RunStopped(stopped_message(what, code, root), code=code)
     return code
+
+
+def stopped_message(what: str, code: int, root: Path) -> str:
+    """What to do after a run was stopped: resume its checkpoint, or start again when it was
+    stopped before writing one (there is nothing to resume then)."""
+    last = root / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        return (
+            f"training {what} was stopped (exit {code}); run the same command again to resume "
+            f"it from {last}"
+        )
+    return (
+        f"training {what} was stopped (exit {code}) before it saved a checkpoint; run the same "
+        "command again to start it afresh"
+    )
 
 
 @contextmanager

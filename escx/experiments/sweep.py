@@ -9,20 +9,47 @@ read from ``<run dir>/metrics.json``.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
 import random
-import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from escx.config import ConfigError, load_yaml
+from escx.config import ConfigError
+from escx.experiments.fit_check import check_fit_commands
+from escx.experiments.options import check_fit_devices
 from escx.experiments.runs import run_fit
+from escx.experiments.sweep_file import load_sweep
+from escx.experiments.sweep_params import (
+    check_sets,
+    expand_command,
+    format_value,
+    grid,
+    grid_size,
+    iter_grid,
+    sample,
+)
 
-METHODS = ("grid", "random", "bayes")
+__all__ = [
+    "LocalSweep",
+    "SweepRun",
+    "check_sets",
+    "expand_command",
+    "format_value",
+    "grid",
+    "load_sweep",
+    "sample",
+]
+
+# A grid with more runs than this is refused unless --count (or the file's run_cap) says how many
+# to run: the largest shipped grid has 9 runs, a run of the tiny model takes minutes and one of
+# ESC-Base days, so a larger grid is far more often a mistake (a range typed as values, one
+# parameter too many) than a plan. Random and bayes search run 10 unless told otherwise.
+MAX_GRID_RUNS = 100
+DEFAULT_RUNS = 10
 
 
 @dataclass
@@ -37,117 +64,29 @@ class SweepRun:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def load_sweep(path: str | Path) -> dict:
-    """Read and validate a W&B sweep config; one-line ConfigError on mistakes."""
-    config = load_yaml(path)
-    method = config.get("method")
-    if method not in METHODS:
-        raise ConfigError(f"{path}: method must be one of {', '.join(METHODS)}, got {method!r}")
-    params = config.get("parameters")
-    if not isinstance(params, dict) or not params:
-        raise ConfigError(f"{path}: `parameters` must map parameter names to their values")
-    for name, spec in params.items():
-        if not isinstance(spec, dict) or not (
-            {"values", "value", "distribution", "min"} & set(spec)
-        ):
-            raise ConfigError(
-                f"{path}: parameter {name!r} needs `values`, `value` or a distribution"
-            )
-        if method == "grid" and not ({"values", "value"} & set(spec)):
-            raise ConfigError(f"{path}: grid search needs `values` for parameter {name!r}")
-    metric = config.get("metric") or {}
-    if "name" not in metric:
-        raise ConfigError(f"{path}: `metric.name` is required (e.g. val/pesq@9kbps)")
-    if not isinstance(config.get("command"), list):
-        raise ConfigError(f"{path}: `command` must be a list, as W&B sweeps use it")
-    return config
-
-
-def grid(parameters: dict) -> list[dict[str, Any]]:
-    """Every combination of the ``values`` lists (``value`` entries are fixed)."""
-    names = list(parameters)
-    choices = [
-        parameters[n]["values"] if "values" in parameters[n] else [parameters[n]["value"]]
-        for n in names
-    ]
-    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*choices)]
-
-
-def sample(spec: dict, rng: random.Random) -> Any:
-    """Draw one value of a W&B parameter spec."""
-    if "value" in spec:
-        return spec["value"]
-    if "values" in spec:
-        return rng.choice(spec["values"])
-    low, high = spec["min"], spec["max"]
-    kind = spec.get("distribution", "int_uniform" if isinstance(low, int) else "uniform")
-    if kind == "int_uniform":
-        return rng.randint(int(low), int(high))
-    if kind == "uniform":
-        return rng.uniform(low, high)
-    if kind == "log_uniform_values":
-        return math.exp(rng.uniform(math.log(low), math.log(high)))
-    if kind == "log_uniform":  # W&B: min/max are natural-log bounds
-        return math.exp(rng.uniform(low, high))
-    raise ConfigError(
-        f"unsupported distribution {kind!r}; use values, uniform, int_uniform, "
-        "log_uniform or log_uniform_values"
-    )
-
-
-def format_value(value: Any) -> str:
-    """Render a value as the W&B agent does in ``${args}`` (lists as YAML flow lists)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(format_value(v) for v in value) + "]"
-    return str(value)
-
-
-def expand_command(
-    command: list[str],
-    params: dict[str, Any],
-    program: str | None,
-    extra_args: list[str] | None = None,
-) -> list[str]:
-    """Substitute the W&B macros; ``escx`` runs in this interpreter's environment.
-
-    ``extra_args`` go just before the swept arguments (``${args}``), so a swept value always wins
-    over the same option in an extra config (LightningCLI applies arguments left to right).
-    """
-    extra = list(extra_args or [])
-    args = [*extra, *(f"--{k}={format_value(v)}" for k, v in params.items())]
-    out: list[str] = []
-    for item in command:
-        if item == "${env}":
-            continue
-        if item == "${interpreter}":
-            out.append(sys.executable)
-        elif item == "${program}":
-            out.append(program or "")
-        elif item == "${args}":
-            out.extend(args)
-        elif item == "${args_no_hyphens}":
-            out.extend([*extra, *(a[2:] for a in args[len(extra) :])])
-        else:
-            out.append(item)
-    if not any(item in ("${args}", "${args_no_hyphens}") for item in command):
-        out.extend(extra)
-    if out and out[0] == "escx":
-        out[:1] = [sys.executable, "-m", "escx.cli"]
-    return out
+def _bayes_engine():
+    """W&B's sweep engine (the optional ``sweeps`` package), or a one-line ConfigError."""
+    try:
+        import sweeps
+    except ImportError:
+        raise ConfigError(
+            "bayes search needs the optional `sweeps` package (pip install 'escx[sweeps]'); "
+            "use method grid or random otherwise"
+        ) from None
+    return sweeps
 
 
 class LocalSweep:
-    """Generates and runs the sweep's parameter sets one after the other.
+    """Plans, checks and runs the sweep's parameter sets one after the other.
 
     Args:
-        config: a validated sweep config.
+        config: a sweep config checked by :func:`load_sweep`.
         name: sweep name (folder and W&B group).
         out_dir: where run folders and the results table go.
-        count: runs to do (grid: at most the grid size; default: the whole grid, or 10).
+        count: runs to do (grid: at most the grid size; default: the file's ``run_cap``, else
+            the whole grid up to :data:`MAX_GRID_RUNS`, or :data:`DEFAULT_RUNS`).
         seed: random-search seed.
-        extra_args: appended to every run's command (e.g. a smaller scale).
+        extra_args: ``escx fit`` options added to every run's command (e.g. a smaller scale).
     """
 
     def __init__(
@@ -161,29 +100,73 @@ class LocalSweep:
     ) -> None:
         self.config, self.name, self.out_dir = config, name, Path(out_dir)
         self.metric = config["metric"]["name"]
-        self.maximize = config["metric"].get("goal", "maximize") == "maximize"
-        self.count, self.seed = count, seed
+        self.maximize = config["metric"].get("goal", "minimize") == "maximize"
+        self.count = count if count is not None else config.get("run_cap")
+        self.seed = seed
         self.extra_args = list(extra_args or [])
         self.runs: list[SweepRun] = []
 
-    def parameter_sets(self) -> list[dict[str, Any]]:
+    def total(self) -> int:
+        """How many runs the sweep does.
+
+        Raises:
+            ConfigError: a grid of more than :data:`MAX_GRID_RUNS` runs and no count, or bayes
+                search without W&B's engine.
+        """
+        method, params = self.config["method"], self.config["parameters"]
+        if method == "bayes":
+            _bayes_engine()
+        if method != "grid":
+            return self.count or DEFAULT_RUNS
+        size = grid_size(params)
+        if self.count is None and size > MAX_GRID_RUNS:
+            raise ConfigError(
+                f"the grid has {size:,} runs, more than {MAX_GRID_RUNS}; pass --count N to run "
+                "its first N (or list fewer values)"
+            )
+        return min(size, self.count or size)
+
+    def parameter_sets(self) -> Iterator[dict[str, Any]]:
+        """The planned parameter sets, lazily (none for bayes, which proposes one at a time)."""
         method, params = self.config["method"], self.config["parameters"]
         if method == "grid":
-            sets = grid(params)
-            return sets[: self.count] if self.count else sets
-        if method == "random":
+            yield from iter_grid(params)
+        elif method == "random":
             rng = random.Random(self.seed)
-            return [{k: sample(v, rng) for k, v in params.items()} for _ in range(self.count or 10)]
-        return []  # bayes proposes one run at a time
+            while True:
+                yield {k: sample(v, rng) for k, v in params.items()}
+
+    def command(self, params: dict[str, Any], root: Path) -> list[str]:
+        """The ``escx fit`` command of the run with ``params`` in folder ``root``."""
+        cmd = expand_command(
+            self.config["command"], params, self.config.get("program"), self.extra_args
+        )
+        return [*cmd, f"--trainer.default_root_dir={root}"]
+
+    def check(self, env: dict[str, str] | None = None) -> tuple[int, int]:
+        """Dry-parse the runs' ``escx fit`` commands with every swept value before any runs.
+
+        Returns:
+            (parameter sets checked, parameter sets needed to try every value).
+
+        Raises:
+            CommandError: the first command ``escx fit`` would refuse, in one line.
+        """
+        sets, needed = check_sets(self.config["parameters"])
+        commands, labels = [], []
+        for params in sets:
+            label = "escx fit with " + ", ".join(
+                f"{k}={format_value(v)}" for k, v in params.items()
+            )
+            cmd = self.command(params, self.out_dir / "run-000")
+            check_fit_devices(cmd, label)
+            commands.append(cmd)
+            labels.append(label)
+        check_fit_commands(commands, labels, env)
+        return len(sets), needed
 
     def _bayes_next(self) -> dict[str, Any]:
-        try:
-            import sweeps  # W&B's sweep engine, optional
-        except ImportError:
-            raise ConfigError(
-                "bayes search needs the optional `sweeps` package (pip install 'escx[sweeps]'); "
-                "use method grid or random otherwise"
-            ) from None
+        sweeps = _bayes_engine()
         history = [
             sweeps.SweepRun(
                 name=str(r.index),
@@ -199,9 +182,8 @@ class LocalSweep:
     def run(self, progress=None) -> list[SweepRun]:
         """Run every parameter set; ``progress(run)`` is called after each."""
         planned = self.parameter_sets()
-        total = len(planned) if planned else (self.count or 10)
-        for index in range(total):
-            params = planned[index] if planned else self._bayes_next()
+        for index in range(self.total()):
+            params = self._bayes_next() if self.config["method"] == "bayes" else next(planned)
             run = SweepRun(index, params, self.out_dir / f"run-{index:03d}")
             self._launch(run)
             self.runs.append(run)
@@ -210,10 +192,7 @@ class LocalSweep:
         return self.runs
 
     def _launch(self, run: SweepRun) -> None:
-        cmd = expand_command(
-            self.config["command"], run.params, self.config.get("program"), self.extra_args
-        )
-        cmd += [f"--trainer.default_root_dir={run.root}"]
+        cmd = self.command(run.params, run.root)
         env = {**os.environ, "WANDB_RUN_GROUP": self.name}
         env.setdefault("WANDB_MODE", "offline")
         run.root.mkdir(parents=True, exist_ok=True)
