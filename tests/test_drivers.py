@@ -169,3 +169,19 @@ def test_the_demo_from_a_scratch_folder_ends_with_a_summary_and_warns_of_synthet
     assert (report / "report.html").is_file() and (report / "quality_vs_bitrate.png").is_file()
     assert "Trained 2 steps with the quick recipe (experiments/esc.yaml + experiments/tiny.yaml " \
         "+ experiments/recipes/quick.yaml + " in (report / "results.md").read_text()  # fmt: skip
+
+
+def test_a_run_folder_is_checked_without_touching_it(tmp_path):
+    """Drivers check every run folder before the first run starts: nothing is created."""
+    from escx.experiments.runs import check_run_folder
+
+    cmd = ["escx", "fit", "--trainer.max_steps=10"]
+    assert check_run_folder(cmd, tmp_path / "new") is False and not (tmp_path / "new").exists()
+    resumable_command(cmd, tmp_path / "run")
+    (tmp_path / "run" / "checkpoints").mkdir()
+    (tmp_path / "run" / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    before = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert check_run_folder(cmd, tmp_path / "run") is True
+    with pytest.raises(CommandError, match="started with other options"):
+        check_run_folder([*cmd, "--seed_everything=1"], tmp_path / "run")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before

@@ -12,6 +12,7 @@ from escx.experiments.ablation import SCALES, STUDIES, default_steps, run_study,
 from escx.experiments.fit_check import check_fit_commands
 from escx.experiments.options import DriverParser, at_least, check_devices, check_seeds
 from escx.experiments.recipes import RECIPES, default_recipe
+from escx.experiments.runs import check_run_folder
 
 
 def main(argv: list[str]) -> int:
@@ -94,16 +95,27 @@ def main(argv: list[str]) -> int:
 
 
 def _check_study(args: argparse.Namespace) -> None:
-    """Before anything is trained or created: validation audio to evaluate, and every variant's
-    ``escx fit`` command (``--config`` extras included) parsed once, so that a mistake fails in
-    one line instead of after the first variant has trained."""
+    """Before anything is trained or created: audio to train on and evaluate, run folders that
+    hold no other study's runs, and every variant's ``escx fit`` command (``--config`` extras
+    included) parsed once, so that a mistake fails in one line instead of after the first
+    variant has trained."""
     from escx.audio import find_audio_files
 
     if not find_audio_files(Path(args.data) / "val"):
         raise CommandError(
             f"no validation audio in {args.data}/val; run `make data` or pass DATA=DIR"
         )
+    if not (Path(args.data) / "train").is_dir():
+        raise CommandError(
+            f"no training folder {args.data}/train; run `make data` or pass DATA=DIR"
+        )
     out = Path(args.out or f"results/ablation-{args.study}")
     variants = STUDIES[args.study](args.steps)
+    for seed in args.seeds:
+        folder = out if len(args.seeds) == 1 else out / f"seed-{seed}"
+        per_seed = argparse.Namespace(**{**vars(args), "seed": seed})
+        for variant in variants:
+            root = folder / "runs" / variant.name
+            check_run_folder(variant_command(variant, per_seed, root), root)
     commands = [variant_command(v, args, out / "runs" / v.name) for v in variants]
     check_fit_commands(commands, [f"variant {v.name}" for v in variants])
