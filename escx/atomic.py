@@ -9,6 +9,12 @@ A process killed with SIGKILL cannot remove its temporary file. Temporary files 
 named after their writer (``.<name>.<pid>-<host>.<random>.tmp<suffix>``), and each new write to
 a target first removes the temporaries of that target whose writer on this host is no longer
 alive. Temporaries of other hosts (a shared file system) are left alone.
+
+Only regular files are replaced (:mod:`escx.files.targets`): a symbolic link keeps being a link
+and its target is replaced (the temporary file lives beside the target, so the rename stays within
+one folder); a FIFO or character device (``/dev/null``, ``/dev/full``, a pipe to a player) is
+written directly, never renamed over, removed or chmod-ed; a directory, block device, socket,
+dangling link or loop of links is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -16,10 +22,13 @@ from __future__ import annotations
 import os
 import re
 import socket
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from escx.files.targets import output_target
 
 _HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
 
@@ -69,19 +78,49 @@ def new_file_mode(path: Path) -> int:
     return 0o666 & ~umask
 
 
+def _check_still_a_file(path: Path) -> None:
+    """Refuse to rename over ``path`` if it stopped being a regular file while we wrote (a FIFO
+    or device made there meanwhile must not be replaced either)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise OSError(
+            f"cannot write {path}: it stopped being a regular file while escx was writing it; "
+            "nothing was replaced"
+        )
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces ``path``, on failure it is removed.
+    """Yield a path to write; on success it replaces ``path``, on failure it is removed.
+
+    For a FIFO or character device the yielded path is ``path`` itself: the data goes straight
+    in, and an OSError while writing (``/dev/full``: no space left on device) becomes a one-line
+    ``cannot write PATH: reason``.
 
     Args:
         path: the target file; its folder must exist.
         suffix: extension kept at the end of the temporary name (for writers that pick the format
             from the name, such as soundfile).
 
+    Raises:
+        OSError: ``path`` is a directory, block device, socket, dangling link or link loop.
+
     Example:
         ``with atomic_path("out.json") as tmp: tmp.write_text(text)``
     """
-    path = Path(path)
+    target = output_target(path)
+    if target.direct:
+        try:
+            yield target.path
+        except OSError as error:
+            if error.errno is None:  # already a message of ours
+                raise
+            raise OSError(f"cannot write {target.path}: {error.strerror}") from None
+        return
+    path = target.real  # a link's target is replaced; the link stays
     remove_stale_temporaries(path, suffix)
     fd, name = tempfile.mkstemp(
         prefix=f".{path.name}.{os.getpid()}-{_HOST}.", suffix=f".tmp{suffix}", dir=path.parent
@@ -96,6 +135,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         finally:
             os.close(fd)
         os.chmod(tmp, new_file_mode(path))  # mkstemp makes 0600
+        _check_still_a_file(path)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -20,19 +20,18 @@ chunk sees the same samples as whole-file coding does.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import soundfile as sf
 import torch
 from torch import Tensor
 
-from escx.atomic import atomic_path
 from escx.audio import AudioInfo, audio_info, read_audio
 from escx.codecs.base import Codec
+
+# Output handling lives in escx.files; these names stay importable from here.
+from escx.files.audio_writer import AtomicAudioWriter  # noqa: F401
+from escx.files.targets import check_output_path  # noqa: F401
 
 DEFAULT_CHUNK_SECONDS = 10.0
 DEFAULT_CONTEXT_SECONDS = 1.0
@@ -205,7 +204,7 @@ def decode_chunked(
     return torch.cat(pieces, dim=-1) if sink is None else None
 
 
-# ---- files: windowed reading and incremental, atomic writing ---------------------------------
+# ---- files: windowed reading (writing is escx.files.audio_writer) ----------------------------
 
 
 def file_reader(path: str | os.PathLike, sample_rate: int) -> tuple[AudioReader, AudioInfo]:
@@ -225,77 +224,3 @@ def file_reader(path: str | os.PathLike, sample_rate: int) -> tuple[AudioReader,
         return read_audio(path, sample_rate, offset=start, num_frames=stop - start)[0][None]
 
     return read, info
-
-
-def check_output_path(path: Path) -> None:
-    """Raise a one-line OSError when ``path`` cannot be written (before any work is done)."""
-    parent = path.parent
-    if path.is_dir():
-        raise IsADirectoryError(f"cannot write {path}: it is a directory")
-    if not parent.exists():
-        raise FileNotFoundError(f"cannot write {path}: directory {parent} does not exist")
-    if not parent.is_dir():
-        raise NotADirectoryError(f"cannot write {path}: {parent} is not a directory")
-    if not os.access(parent, os.W_OK):
-        raise PermissionError(f"cannot write {path}: directory {parent} is not writable")
-
-
-class AtomicAudioWriter:
-    """Write mono audio piece by piece to a temporary file, renamed to ``path`` on success.
-
-    Used as a context manager: on an exception the temporary file is removed and ``path`` is left
-    as it was. 16-bit PCM; the container follows the extension (``.wav`` or ``.flac``).
-    """
-
-    FORMATS = {".wav": "WAV", ".flac": "FLAC"}
-
-    def __init__(self, path: str | os.PathLike, sample_rate: int) -> None:
-        self.path = Path(path)
-        self.sample_rate = sample_rate
-        suffix = self.path.suffix.lower()
-        if suffix not in self.FORMATS:
-            raise ValueError(f"cannot write {self.path}: use a .wav or .flac output name")
-        self.format = self.FORMATS[suffix]
-        self.frames = 0
-
-    def __enter__(self) -> AtomicAudioWriter:
-        check_output_path(self.path)
-        self._output = atomic_path(self.path, self.path.suffix)
-        self.tmp = self._output.__enter__()
-        try:
-            self.file = sf.SoundFile(
-                self.tmp, "w", self.sample_rate, 1, "PCM_16", format=self.format
-            )
-        except BaseException:
-            self._output.__exit__(*sys.exc_info())
-            raise
-        return self
-
-    def write(self, audio: Tensor) -> None:
-        """Append samples: (1, n) or (n,) float, clipped to [-1, 1]."""
-        samples = audio.detach().float().cpu().reshape(-1).clamp(-1.0, 1.0).numpy()
-        try:
-            self.file.write(samples)
-        except sf.SoundFileRuntimeError as error:
-            raise self._write_error(error) from None
-        self.frames += samples.shape[0]
-
-    def _write_error(self, error: Exception) -> OSError:
-        # libsndfile reports a failed write (full disk, file-size limit) as "System error."
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else "write failed"
-        return OSError(
-            f"cannot write {self.path}: {detail.rstrip('.')} (is the disk full?); nothing was "
-            "written, free some space or choose another output folder"
-        )
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        try:
-            self.file.close()
-        except sf.SoundFileRuntimeError as error:
-            failure = self._write_error(error)
-            self._output.__exit__(type(failure), failure, None)
-            raise failure from None
-        except BaseException:
-            self._output.__exit__(*sys.exc_info())
-            raise
-        self._output.__exit__(exc_type, exc, tb)
