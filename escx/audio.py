@@ -23,6 +23,7 @@ import torch
 from scipy.signal import resample_poly
 
 from escx.atomic import atomic_path
+from escx.files.scan import ScanError, find_files
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 
@@ -344,11 +345,16 @@ def is_audio_file(path: str | os.PathLike) -> bool:
 def find_audio_files(root: str | os.PathLike) -> list[Path]:
     """All audio files under ``root``, recursively, sorted; hidden files and folders are skipped.
 
+    Symbolic links are followed, but each real folder is entered once and each file listed once
+    (:func:`escx.files.scan.find_files`), so link loops neither hang the scan nor repeat files;
+    entries that are not regular files (FIFOs, dangling links) are skipped with a warning.
+
     Args:
         root: a folder, or a single audio file (returned alone).
 
     Raises:
-        AudioError: ``root`` does not exist or is a file that is not audio.
+        AudioError: ``root`` does not exist, is a file that is not audio, or is nested absurdly
+            deep.
     """
     root = Path(root)
     if not root.exists():
@@ -357,8 +363,9 @@ def find_audio_files(root: str | os.PathLike) -> list[Path]:
         if is_audio_file(root):
             return [root]
         raise AudioError(f"{root} is not an audio folder or file ({', '.join(AUDIO_EXTENSIONS)})")
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found.extend(Path(dirpath, f) for f in filenames if is_audio_file(f))
-    return sorted(found)
+    if not root.is_dir():  # a FIFO or device: reading it could block forever
+        raise AudioError(f"{root} is neither a folder nor a regular audio file")
+    try:
+        return find_files(root, is_audio_file)
+    except ScanError as error:
+        raise AudioError(str(error)) from None

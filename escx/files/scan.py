@@ -1,0 +1,119 @@
+"""Recursive folder scans that always finish and list every file once.
+
+A scan follows symbolic links (data folders are often assembled from links to corpora) but
+enters each real folder, identified by ``(st_dev, st_ino)``, only once: a link back to a parent
+(a loop) is skipped instead of being walked until the path grows too long, and a folder reached
+by two links is listed once. A file reached by several paths (links, hard links) is listed once,
+under its real path when it has one inside the scanned folder. Only regular files are listed: a
+FIFO named ``x.wav`` would block whoever reads it, a dangling link cannot be read; both are
+skipped with one warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# A real folder tree this deep is not a data set; stopping with a clear error beats a scan that
+# grinds through a generated or hostile tree (link loops cannot cause it: each folder is entered
+# once).
+MAX_SCAN_DEPTH = 64
+
+
+class ScanError(ValueError):
+    """A folder that cannot be scanned; the message is one line saying what to do."""
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def find_files(root: str | os.PathLike, accept: Callable[[str], bool]) -> list[Path]:
+    """Regular files under folder ``root`` whose names ``accept`` takes, recursively, sorted.
+
+    The real folder tree is walked first and folders reached only through links after it, so a
+    file is listed under its real path when it has one inside ``root``. Hidden files and folders
+    (names starting with ``.``) are skipped; folders that cannot be read are skipped with a
+    warning.
+
+    Args:
+        root: an existing folder.
+        accept: takes a file name (not a path), returns whether to list it.
+
+    Returns:
+        Paths under ``root`` (as spelled through ``root``, links not resolved), sorted.
+
+    Raises:
+        ScanError: the tree is deeper than :data:`MAX_SCAN_DEPTH` folders.
+    """
+    root = Path(root)
+    seen_dirs: set[tuple[int, int]] = set()
+    found: dict[tuple[int, int], tuple[bool, Path]] = {}  # file id -> (via a link, path)
+    skipped: list[str] = []
+    unreadable: list[str] = []
+    # (folder, depth, reached through a link); linked folders wait until the real tree is done.
+    real: list[tuple[Path, int, bool]] = [(root, 0, False)]
+    linked: deque[tuple[Path, int, bool]] = deque()
+    while real or linked:
+        folder, depth, via_link = real.pop() if real else linked.popleft()
+        try:
+            info = os.stat(folder)
+        except OSError as error:
+            unreadable.append(f"{folder} ({error.strerror})")
+            continue
+        if (info.st_dev, info.st_ino) in seen_dirs:
+            continue  # a loop, or a folder reached before by another path
+        seen_dirs.add((info.st_dev, info.st_ino))
+        if depth > MAX_SCAN_DEPTH:
+            raise ScanError(
+                f"{root} has folders nested more than {MAX_SCAN_DEPTH} deep (at {folder}); "
+                "point escx at the folder that holds the data"
+            )
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as error:
+            unreadable.append(f"{folder} ({error.strerror})")
+            continue
+        subfolders: list[tuple[Path, int, bool]] = []
+        for entry in entries:
+            if _is_hidden(entry.name):
+                continue
+            try:
+                info = entry.stat()  # follows links
+                link = via_link or entry.is_symlink()
+            except OSError:  # a dangling link or a loop of links
+                if accept(entry.name):
+                    skipped.append(entry.path)
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                subfolders.append((Path(entry.path), depth + 1, link))
+            elif accept(entry.name):
+                if not stat.S_ISREG(info.st_mode):
+                    skipped.append(entry.path)
+                    continue
+                key = (info.st_dev, info.st_ino)
+                if key not in found or (found[key][0] and not link):
+                    found[key] = (link, Path(entry.path))
+        linked.extend(sub for sub in subfolders if sub[2])  # a queue: name order
+        real.extend(sub for sub in reversed(subfolders) if not sub[2])  # a stack: name order
+    if skipped:
+        log.warning(
+            "skipped %d entr%s under %s that %s not a regular file (FIFO, device, socket, "
+            "dangling link or loop of links), e.g. %s",
+            len(skipped),
+            "y" if len(skipped) == 1 else "ies",
+            root,
+            "is" if len(skipped) == 1 else "are",
+            sorted(skipped)[0],
+        )
+    if unreadable:
+        log.warning(
+            "could not read %d folder(s) under %s, e.g. %s", len(unreadable), root, unreadable[0]
+        )
+    return sorted(path for _, path in found.values())
