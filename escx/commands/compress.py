@@ -76,6 +76,29 @@ def plan_outputs(
     return pairs, output
 
 
+def check_targets(
+    pairs: list[tuple[Path, Path]], root: Path | None, writes: str, allowed: tuple[str, ...]
+) -> None:
+    """Refuse, before any work, outputs that are misnamed, are an input, or cannot be written.
+
+    Every target is checked, in a folder too: an existing ``OUT/a.escx`` may be a link to the
+    input ``a.wav``, a directory, or a dangling link.
+
+    Args:
+        pairs: ``(input, output)`` pairs from :func:`plan_outputs`.
+        root: the output folder (None for one output file, whose folder must exist now).
+        writes: what the command writes, for messages.
+        allowed: the extensions an output file may have.
+    """
+    from escx.files.targets import check_not_input, check_output_path, check_output_suffix
+
+    for source, target in pairs:
+        check_output_suffix(target, writes, allowed)
+        check_not_input(source, target)
+        if root is None:
+            check_output_path(target)
+
+
 @contextmanager
 def output_folders(root: Path | None, pairs: list[tuple[Path, Path]]) -> Iterator[None]:
     """Create the folders under ``root`` that the outputs need; on failure remove those of them
@@ -147,6 +170,7 @@ def main(argv: list[str]) -> int:
     from escx.audio import audio_info
 
     pairs, root = plan_outputs(args.inputs, args.output, audio_files, ".escx", "audio files")
+    check_targets(pairs, root, "escx compress writes .escx bitstreams", (".escx",))
     handle = load_codec(args.model, precision=args.precision)
     streams = handle.streams(args.kbps)
     for source, _ in pairs:  # header checks first: a bad file fails before anything is written

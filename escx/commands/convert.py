@@ -25,11 +25,18 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     from escx.api import save_codec_checkpoint
+    from escx.audio import AUDIO_EXTENSIONS
     from escx.bitstream import fingerprint_state_dict
-    from escx.chunking import check_output_path
     from escx.convert import convert_reference_state_dict, load_reference_checkpoint
+    from escx.files.targets import check_not_input, check_output_path, check_output_suffix
 
     output = Path(args.output)
+    # Any checkpoint name works (.ckpt, .pt, ...), but not one that scans take for audio or codes.
+    refused = (*AUDIO_EXTENSIONS, ".escx")
+    check_output_suffix(output, "escx convert writes a checkpoint", refused=refused)
+    config_file = args.ref_config or Path(args.checkpoint).parent / "config.yaml"
+    for source in (args.checkpoint, config_file):
+        check_not_input(source, output)
     check_output_path(output)
     ref_state, ref_config = load_reference_checkpoint(args.checkpoint, args.ref_config)
     codec, codec_config = convert_reference_state_dict(ref_state, ref_config)

@@ -7,17 +7,17 @@ from pathlib import Path
 from tqdm import tqdm
 
 from escx.commands.common import ArgumentParser, CommandError, add_precision_argument, say
-from escx.commands.compress import output_folders, plan_outputs, run_files
+from escx.commands.compress import check_targets, output_folders, plan_outputs, run_files
 
 
 def escx_files(folder: Path) -> list[Path]:
-    """``.escx`` files under ``folder``, recursively, sorted; hidden files and folders skipped."""
-    return sorted(
-        path
-        for path in folder.rglob("*.escx")
-        if path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    )
+    """``.escx`` files under ``folder``, recursively, sorted; hidden files and folders skipped.
+
+    Links are followed with each real folder entered once (:func:`escx.files.scan.find_files`).
+    """
+    from escx.files.scan import find_files
+
+    return find_files(folder, lambda name: Path(name).suffix.lower() == ".escx")
 
 
 def main(argv: list[str]) -> int:
@@ -35,8 +35,7 @@ def main(argv: list[str]) -> int:
     from escx.api import load_codec
 
     pairs, root = plan_outputs(args.inputs, args.output, escx_files, ".wav", ".escx files")
-    if root is None and pairs[0][1].suffix.lower() not in (".wav", ".flac"):
-        raise CommandError(f"-o {pairs[0][1]}: the output must end in .wav (or .flac)")
+    check_targets(pairs, root, "escx decompress writes audio", (".wav", ".flac"))
     handle = load_codec(args.model, precision=args.precision)
     for source, _ in pairs:  # verify every file first: a bad one fails before anything is written
         try:

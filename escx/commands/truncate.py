@@ -75,13 +75,17 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     from escx.bitstream import read_escx, read_header, truncate_bitstream, write_escx
-    from escx.chunking import check_output_path
+    from escx.files.targets import check_not_input, check_output_path, check_output_suffix
 
     source, target = Path(args.input), Path(args.output)
     if source.is_dir():
         raise CommandError(f"{source} is a directory; expected an .escx file")
     if target.is_dir():
         target = target / source.name
+    check_output_suffix(target, "escx truncate writes .escx bitstreams", (".escx",))
+    # In place would be safe (the file is read whole, then replaced atomically), but the dropped
+    # streams would be gone for good: a slip of -o should not cost the original.
+    check_not_input(source, target)
     check_output_path(target)
     data = read_escx(source)
     header = read_header(data)
