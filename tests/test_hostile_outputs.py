@@ -113,7 +113,13 @@ def hidden(folder: Path) -> list[str]:
 
 @pytest.mark.parametrize(
     "kind, entry",
-    [("null", "console"), ("full", "module"), ("fifo", "console"), ("link", "module")],
+    [
+        ("null", "console"),
+        ("full", "module"),
+        ("fifo", "console"),
+        ("link", "module"),
+        ("stdout", "console"),
+    ],
 )
 def test_truncate_into_devices_fifos_and_links(work, tmp_path, kind, entry):
     expected = truncate_bitstream((work / "in.escx").read_bytes(), 2)
@@ -133,6 +139,15 @@ def test_truncate_into_devices_fifos_and_links(work, tmp_path, kind, entry):
             result = escx(entry, *args, tmp_path / "pipe", cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         assert got == [expected]
+    elif kind == "stdout":  # -o /dev/stdout into a pipe: the data alone, the summary on stderr
+        (tmp_path / "stdout").symlink_to("/proc/self/fd/1")  # our own /dev/stdout
+        result = subprocess.run(
+            [*ENTRIES[entry], *map(str, args), tmp_path / "stdout"], cwd=tmp_path,
+            capture_output=True, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == expected and b"kept 2 of 6 streams" in result.stderr
+        assert os.readlink(tmp_path / "stdout") == "/proc/self/fd/1"
     else:  # a link keeps being a link; the file it points to is replaced
         (tmp_path / "real").mkdir()
         (tmp_path / "real" / "t.escx").write_bytes(b"old")

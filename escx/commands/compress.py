@@ -122,6 +122,17 @@ def output_folders(root: Path | None, pairs: list[tuple[Path, Path]]) -> Iterato
         raise
 
 
+def summary(text: str, output: Path | None) -> None:
+    """Report a command's result: on stdout, or on stderr when the output is stdout itself
+    (``-o /dev/stdout | player``), where the line would be mixed into the data."""
+    from escx.files.targets import is_stdout
+
+    if output is not None and is_stdout(output):
+        sys.stderr.write(text + "\n")
+    else:
+        say(text)
+
+
 def report(message: str, bar: tqdm | None = None) -> None:
     """One line on stderr that does not break the progress bar."""
     if bar is not None and not bar.disable:
@@ -187,9 +198,10 @@ def main(argv: list[str]) -> int:
     seconds = sum(r.seconds for r in results)
     size = sum(r.num_bytes for r in results)
     where = pairs[0][1] if root is None else root
-    say(
+    summary(
         f"compressed {len(results)} file{'s' * (len(results) != 1)}: {seconds:.1f} s of audio "
         f"-> {size:,} bytes ({size * 8 / max(seconds, 1e-9) / 1000:.2f} kbps, nominal "
-        f"{handle.kbps(streams):g}) in {where}"
+        f"{handle.kbps(streams):g}) in {where}",
+        where if root is None else None,
     )
     return 0

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from escx.commands.common import ArgumentParser, say
+from escx.commands.common import ArgumentParser
+from escx.commands.compress import summary
 
 
 def main(argv: list[str]) -> int:
@@ -44,8 +45,9 @@ def main(argv: list[str]) -> int:
     params = sum(p.numel() for p in codec.parameters())
     top = codec.bitrate(codec.max_streams) / 1000
     fingerprint = fingerprint_state_dict(codec.state_dict()).hex()
-    say(
+    summary(
         f"converted {args.checkpoint}: {params:,} parameters, {codec.max_streams} streams "
-        f"(up to {top:g} kbps), fingerprint {fingerprint} -> {output}"
+        f"(up to {top:g} kbps), fingerprint {fingerprint} -> {output}",
+        output,
     )
     return 0

@@ -6,8 +6,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from escx.commands.common import ArgumentParser, CommandError, add_precision_argument, say
-from escx.commands.compress import check_targets, output_folders, plan_outputs, run_files
+from escx.commands.common import ArgumentParser, CommandError, add_precision_argument
+from escx.commands.compress import (
+    check_targets,
+    output_folders,
+    plan_outputs,
+    run_files,
+    summary,
+)
 
 
 def escx_files(folder: Path) -> list[Path]:
@@ -50,8 +56,9 @@ def main(argv: list[str]) -> int:
         results = run_files(pairs, work, "decompress")
     seconds = sum(r.seconds for r in results)
     where = pairs[0][1] if root is None else root
-    say(
+    summary(
         f"decompressed {len(results)} file{'s' * (len(results) != 1)}: {seconds:.1f} s of audio "
-        f"at {handle.sample_rate} Hz in {where}"
+        f"at {handle.sample_rate} Hz in {where}",
+        where if root is None else None,
     )
     return 0

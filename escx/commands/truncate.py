@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from escx.commands.common import ArgumentParser, CommandError, say
+from escx.commands.common import ArgumentParser, CommandError
+from escx.commands.compress import summary
 
 
 def streams_for_kbps(header, kbps: float) -> int:
@@ -92,8 +93,9 @@ def main(argv: list[str]) -> int:
     streams = args.streams if args.kbps is None else streams_for_kbps(header, args.kbps)
     out = truncate_bitstream(data, streams)
     write_escx(target, out)
-    say(
+    summary(
         f"kept {streams} of {header.num_streams} streams: {len(data):,} -> {len(out):,} bytes "
-        f"in {target}"
+        f"in {target}",
+        target,
     )
     return 0

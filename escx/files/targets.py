@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,6 +159,14 @@ def check_output_suffix(
             need = f"end in {' or '.join(allowed)}" if allowed else f"not end in {suffix}"
             link = f" (it is a link to {name})" if name != target.path else ""
             raise ValueError(f"-o {target.path}{link}: {writes}; the output name must {need}")
+
+
+def is_stdout(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is this process's standard output (``-o /dev/stdout`` into a pipe)."""
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError, AttributeError):  # no such path, or no real stdout (captured)
+        return False
 
 
 def check_not_input(source: str | os.PathLike, output: str | os.PathLike) -> None:
