@@ -89,8 +89,9 @@ class MultiScaleMelLoss(nn.Module):
     """ESC's multi-scale mel loss: per scale ``L1(mel) + L1(log10(clamp(mel, eps) ** 2))``.
 
     The terms are summed over the scales (docs/esc.md §13.5); each L1 is a mean over batch, bands
-    and frames. ESC keeps the linear-magnitude term (``linear_weight=1``); DAC's configs drop it
-    (``linear_weight=0``).
+    and frames. ESC keeps the linear-magnitude term (``linear_weight=1``) on an HTK filterbank;
+    DAC drops it (``linear_weight=0``) and uses librosa's Slaney filterbank (``mel_scale="slaney",
+    mel_norm="slaney"``), otherwise the same 7 scales, clamp and square (docs/esc.md §18).
 
     Args:
         sample_rate: sampling rate in Hz.
@@ -99,6 +100,8 @@ class MultiScaleMelLoss(nn.Module):
         linear_weight: weight of the linear-magnitude L1 term.
         log_weight: weight of the log-magnitude L1 term.
         clamp_eps: floor on mel magnitudes before the log.
+        mel_scale: "htk" (ESC) or "slaney" (DAC).
+        mel_norm: filterbank normalisation, None (ESC) or "slaney" (DAC).
     """
 
     domain = "audio"
@@ -111,9 +114,11 @@ class MultiScaleMelLoss(nn.Module):
         linear_weight: float = 1.0,
         log_weight: float = 1.0,
         clamp_eps: float = 1e-5,
+        mel_scale: str = "htk",
+        mel_norm: str | None = None,
     ) -> None:
         super().__init__()
-        self.mel = MultiScaleMel(sample_rate, windows, n_mels)
+        self.mel = MultiScaleMel(sample_rate, windows, n_mels, mel_scale=mel_scale, norm=mel_norm)
         self.linear_weight = linear_weight
         self.log_weight = log_weight
         self.clamp_eps = clamp_eps

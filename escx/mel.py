@@ -50,13 +50,16 @@ def mel_filterbank(
     f_min: float = 0.0,
     f_max: float | None = None,
     htk: bool = True,
+    norm: str | None = None,
 ) -> Tensor:
-    """Triangular mel filterbank without area normalisation.
+    """Triangular mel filterbank, without area normalisation by default.
 
     Filter ``m`` rises linearly from mel point ``m`` to a peak of 1 at point ``m + 1`` and falls
     to 0 at point ``m + 2``, the ``n_mels + 2`` points being equally spaced in mel between
     ``f_min`` and ``f_max``. This is what torchaudio's
     ``melscale_fbanks(norm=None, mel_scale="htk")`` returns (transposed), which ESC uses.
+    ``htk=False, norm="slaney"`` gives librosa's default filterbank (Slaney scale, each triangle
+    scaled by ``2 / (width in Hz)`` so it has unit area), which DAC's mel loss uses.
 
     Args:
         sample_rate: sampling rate in Hz.
@@ -65,6 +68,7 @@ def mel_filterbank(
         f_min: lowest frequency in Hz.
         f_max: highest frequency in Hz; ``None`` means ``sample_rate / 2``.
         htk: HTK mel scale (ESC) if True, Slaney scale otherwise.
+        norm: None (ESC) or "slaney" (unit-area triangles, librosa's default).
 
     Returns:
         Filterbank of shape ``(n_mels, n_fft // 2 + 1)``, float32; ``fb @ spec`` maps a
@@ -78,6 +82,8 @@ def mel_filterbank(
             f"mel_filterbank needs 0 <= f_min < f_max <= sample_rate / 2, got f_min={f_min}, "
             f"f_max={f_max}, sample_rate={sample_rate}"
         )
+    if norm not in (None, "slaney"):
+        raise ValueError(f"mel_filterbank norm must be None or 'slaney', got {norm!r}")
     n_freqs = n_fft // 2 + 1
     # float64 for the break points so the triangles are exact; torchaudio also spaces the bins
     # over [0, sample_rate // 2].
@@ -89,6 +95,8 @@ def mel_filterbank(
     rising = -offsets[:, :-2] / widths[:-1]
     falling = offsets[:, 2:] / widths[1:]
     fb = torch.clamp(torch.minimum(rising, falling), min=0.0)  # (n_freqs, n_mels)
+    if norm == "slaney":
+        fb = fb * (2.0 / (points[2:] - points[:-2]))[None, :]
     return fb.T.contiguous().float()
 
 
@@ -108,6 +116,8 @@ class MultiScaleMel(nn.Module):
         f_min: lowest mel frequency in Hz.
         f_max: highest mel frequency in Hz; ``None`` means ``sample_rate / 2``.
         power: exponent of the magnitude (1 = magnitude, 2 = power).
+        mel_scale: "htk" (ESC) or "slaney" (librosa's default scale, DAC).
+        norm: filterbank normalisation: None (ESC) or "slaney" (unit-area triangles, DAC).
     """
 
     def __init__(
@@ -118,6 +128,8 @@ class MultiScaleMel(nn.Module):
         f_min: float = 0.0,
         f_max: float | None = None,
         power: float = 1.0,
+        mel_scale: str = "htk",
+        norm: str | None = None,
     ) -> None:
         super().__init__()
         windows, n_mels = tuple(windows), tuple(n_mels)
@@ -128,12 +140,14 @@ class MultiScaleMel(nn.Module):
             )
         if any(w < 4 for w in windows):
             raise ValueError(f"MultiScaleMel windows must be >= 4 samples, got {windows}")
+        if mel_scale not in ("htk", "slaney"):
+            raise ValueError(f"mel_scale must be 'htk' or 'slaney', got {mel_scale!r}")
         self.sample_rate = sample_rate
         self.windows = windows
         self.n_mels = n_mels
         self.power = power
         for i, (win, bands) in enumerate(zip(windows, n_mels, strict=True)):
-            fb = mel_filterbank(sample_rate, win, bands, f_min, f_max)
+            fb = mel_filterbank(sample_rate, win, bands, f_min, f_max, mel_scale == "htk", norm)
             self.register_buffer(f"fb{i}", fb, persistent=False)
             window = torch.hann_window(win, periodic=True)
             self.register_buffer(f"window{i}", window, persistent=False)

@@ -3,7 +3,9 @@
 Every YAML under experiments/ (sweeps excepted: they are W&B sweep files, not experiment configs)
 is globbed, so a new config is covered with no new test code. A config whose codec section has
 no ``class_path`` is an overlay (an ablation, a size preset such as tiny.yaml) and is stacked on
-experiments/esc.yaml, as users run it; size presets are also stacked under every ablation.
+its base, as users run it: ``NAME-*.yaml`` on ``NAME.yaml`` when that names a codec
+(dac-tiny.yaml on dac.yaml), anything else on experiments/esc.yaml. ESC's size presets are also
+stacked under every ablation.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ PARAMETERS = {
     "ablations/rvq-conv.yaml": 8_907_752,
     "ablations/codebook-dims-decreasing.yaml": 8_736_581,
     "ablations/csrvq-swin.yaml": 8_386_373,
+    # DAC at 16 kHz with the weight-norm gains counted (docs/esc.md §18).
+    "dac.yaml": 74_175_906,
+    "dac-9kbps.yaml": 74_335_746,
+    "dac-tiny.yaml": 595_798,
 }
 
 
@@ -52,14 +58,24 @@ def _is_overlay(path: Path) -> bool:
     return section is None or "class_path" not in section
 
 
+def _base(path: Path) -> Path:
+    """The config an overlay stacks on: ``dac.yaml`` for ``dac-tiny.yaml``, else esc.yaml."""
+    family = path.parent / f"{path.stem.split('-')[0]}.yaml"
+    return family if family != path and family.is_file() and not _is_overlay(family) else BASE
+
+
 def _stack(relative: str) -> list[Path]:
     path = EXPERIMENTS / relative
-    return [BASE, path] if _is_overlay(path) else [path]
+    return [_base(path), path] if _is_overlay(path) else [path]
 
 
 def _presets_and_ablations() -> list[tuple[str, str]]:
     configs = _experiment_configs()
-    presets = [c for c in configs if "/" not in c and _is_overlay(EXPERIMENTS / c)]
+    presets = [
+        c
+        for c in configs
+        if "/" not in c and _is_overlay(EXPERIMENTS / c) and _base(EXPERIMENTS / c) == BASE
+    ]
     ablations = [c for c in configs if c.startswith("ablations/")]
     return [(p, a) for p in presets for a in ablations]
 

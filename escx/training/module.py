@@ -54,6 +54,10 @@ class CodecModule(L.LightningModule):
         loss_weights: ``{term: weight}`` over the reconstruction losses (stft, mel, mrstft,
             compressed_spectrum, waveform, sisdr), commit, codebook, adversarial,
             feature_matching (default ESC-Base: stft 1, mel 0.25, commit 0.25, codebook 1).
+            Spectrum losses (stft, compressed_spectrum) need a codec that predicts an STFT; for
+            one that decodes samples (DAC) a weight above 0 fails at start.
+        loss_args: ``{term: {option: value}}`` for the reconstruction losses' constructors,
+            e.g. DAC's log-only Slaney mel loss (experiments/dac.yaml); default: ESC's losses.
         pretrain_steps: batches trained with the quantizer bypassed before codebooks switch on.
         adversarial_start: first batch with discriminator updates (None: after pre-training).
         quantizer_dropout: probability of drawing fewer than all streams for a batch (0.75).
@@ -74,6 +78,7 @@ class CodecModule(L.LightningModule):
         codec: Codec | None = None,
         discriminators: Sequence[Discriminator] = (),
         loss_weights: Mapping[str, float] | None = None,
+        loss_args: Mapping[str, Mapping[str, Any]] | None = None,
         pretrain_steps: int = 75_000,
         adversarial_start: int | None = None,
         quantizer_dropout: float = 0.75,
@@ -104,7 +109,9 @@ class CodecModule(L.LightningModule):
             dict(ESC_LOSS_WEIGHTS if loss_weights is None else loss_weights),
             adversarial_loss,
             codec.sample_rate,
+            loss_args,
         )
+        self.objective.check_codec(codec)
         self.schedule = PhaseSchedule(pretrain_steps, adversarial_start, self.discriminator.enabled)
         self.dropout = QuantizerDropout(quantizer_dropout, codec.max_streams, seed)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler

@@ -18,9 +18,14 @@ def _class_name(spec: Any) -> str | None:
 
 
 def component_names(codec_spec: Any) -> tuple[str, str]:
-    """(backbone, quantizer) short names of a codec config (class_path / init_args tree)."""
+    """(backbone, quantizer) short names of a codec config (class_path / init_args tree).
+
+    A codec that builds its own backbone from size arguments (DAC) is named by its class.
+    """
     init = codec_spec.get("init_args", {}) if hasattr(codec_spec, "get") else {}
-    encoder = _class_name(init.get("encoder") or {}) or "SwinEncoder"
+    codec = _class_name(codec_spec) or "STFTCodec"
+    own = "SwinEncoder" if codec in ("STFTCodec", "ESC") else codec
+    encoder = _class_name(init.get("encoder") or {}) or own
     quantizer = _class_name(init.get("quantizer") or {}) or "CrossScaleRVQ"
     backbone = encoder.removesuffix("Encoder").lower() or encoder.lower()
     return backbone, SHORT_NAMES.get(quantizer, quantizer.lower())

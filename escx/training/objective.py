@@ -6,7 +6,9 @@ up. A term with weight 0 is not computed at all (ESC-Base(adv) drops the STFT lo
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -32,6 +34,9 @@ class Objective(nn.Module):
             waveform, sisdr), commit, codebook, adversarial, feature_matching.
         adversarial_loss: "lsgan" (ESC, DAC) or "hinge" (EnCodec).
         sample_rate: audio rate for the mel loss.
+        loss_args: ``{term: {option: value}}``: constructor options of reconstruction losses,
+            e.g. DAC's log-only mel loss ``{mel: {linear_weight: 0, mel_scale: slaney}}``
+            (default: every loss with its defaults, ESC's).
     """
 
     def __init__(
@@ -39,6 +44,7 @@ class Objective(nn.Module):
         loss_weights: Mapping[str, float],
         adversarial_loss: str = "lsgan",
         sample_rate: int = 16000,
+        loss_args: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         unknown = sorted(set(loss_weights) - set(ALL_TERMS))
@@ -46,15 +52,39 @@ class Objective(nn.Module):
             raise ValueError(
                 f"unknown loss term(s) {unknown} in loss_weights; valid: {', '.join(ALL_TERMS)}"
             )
+        loss_args = dict(loss_args or {})
+        unknown = sorted(set(loss_args) - set(RECONSTRUCTION_LOSSES))
+        if unknown:
+            raise ValueError(
+                f"loss_args names {unknown}, which take no options; reconstruction losses: "
+                f"{', '.join(RECONSTRUCTION_LOSSES)}"
+            )
         self.weights = {k: float(v) for k, v in loss_weights.items() if float(v) != 0.0}
         self.adversarial_loss = adversarial_loss
         self.reconstruction = nn.ModuleDict(
             {
-                name: (cls(sample_rate=sample_rate) if name == "mel" else cls())
+                name: _build_loss(name, cls, sample_rate, loss_args.get(name) or {})
                 for name, cls in RECONSTRUCTION_LOSSES.items()
                 if name in self.weights
             }
         )
+
+    def check_codec(self, codec: Any) -> None:
+        """Raise a one-line ValueError if a weighted loss needs a spectrum ``codec`` lacks.
+
+        Spectrum losses (stft, compressed_spectrum) compare the decoder's predicted STFT with the
+        input's; a codec with ``spectrum_output = False`` (a waveform codec such as DAC) has none.
+        """
+        if getattr(codec, "spectrum_output", True):
+            return
+        needs = [name for name, loss in self.reconstruction.items() if loss.domain == "spectrum"]
+        if needs:
+            it, them = ("it", "it compares") if len(needs) == 1 else ("them", "they compare")
+            raise ValueError(
+                f"loss_weights gives {', '.join(needs)} a weight, but {them} the decoder's "
+                f"predicted STFT, which {type(codec).__name__} does not produce (it decodes "
+                f"samples); set {it} to 0 and use mel, mrstft, waveform or sisdr"
+            )
 
     @property
     def uses_adversarial(self) -> bool:
@@ -89,6 +119,24 @@ class Objective(nn.Module):
         """Weighted sum of the terms present."""
         values = [self.weights[name] * value.float() for name, value in terms.items()]
         return torch.stack(values).sum() if values else torch.zeros(())
+
+
+def _build_loss(name: str, cls: type, sample_rate: int, options: Mapping[str, Any]) -> nn.Module:
+    """Instantiate one reconstruction loss; unknown or invalid options are one-line errors."""
+    accepted = inspect.signature(cls.__init__).parameters
+    unknown = sorted(set(options) - set(accepted) - {"self"})
+    if unknown or "sample_rate" in options:
+        valid = ", ".join(p for p in accepted if p not in ("self", "sample_rate")) or "none"
+        bad = unknown[0] if unknown else "sample_rate"
+        raise ValueError(f"loss_args.{name} has no option {bad!r} (its options: {valid})")
+    kwargs = dict(options)
+    if "sample_rate" in accepted:  # linked to the codec's rate, never set twice
+        kwargs["sample_rate"] = sample_rate
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as error:
+        detail = " ".join(str(error).split())
+        raise ValueError(f"loss_args.{name}: {detail}") from None
 
 
 class NonFiniteLossError(FloatingPointError):
