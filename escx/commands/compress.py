@@ -90,8 +90,15 @@ def check_targets(
         writes: what the command writes, for messages.
         allowed: the extensions an output file may have.
     """
-    from escx.files.targets import check_not_input, check_output_path, check_output_suffix
+    from escx.files.targets import (
+        check_not_input,
+        check_output_path,
+        check_output_suffix,
+        output_target,
+    )
 
+    if root is not None and os.path.lexists(root) and not root.exists():
+        output_target(root)  # a link to nothing or a loop: says so in one line
     for source, target in pairs:
         check_output_suffix(target, writes, allowed)
         check_not_input(source, target)

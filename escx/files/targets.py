@@ -65,6 +65,8 @@ def output_target(path: str | os.PathLike) -> OutputTarget:
         link = stat.S_ISLNK(os.lstat(path).st_mode)
     except (FileNotFoundError, NotADirectoryError):  # missing: the folder checks say why
         return OutputTarget(path, path, direct=False, exists=False)
+    except OSError as error:  # a loop of links in the folders above it, no permission, ...
+        raise _stat_error(path, error) from None
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -73,9 +75,7 @@ def output_target(path: str | os.PathLike) -> OutputTarget:
             f"({os.readlink(path)}); remove the link or choose another output"
         ) from None
     except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise OSError(f"cannot write {path}: it is a loop of symbolic links") from None
-        raise OSError(f"cannot write {path}: {error.strerror}") from None
+        raise _stat_error(path, error) from None
     if stat.S_ISFIFO(info.st_mode) or stat.S_ISCHR(info.st_mode):
         return OutputTarget(path, path, direct=True, exists=True)
     if stat.S_ISDIR(info.st_mode):
@@ -89,6 +89,12 @@ def output_target(path: str | os.PathLike) -> OutputTarget:
         return OutputTarget(path, path, direct=False, exists=True)
     _probe_link(path)
     return OutputTarget(path, Path(os.path.realpath(path)), direct=False, exists=True)
+
+
+def _stat_error(path: Path, error: OSError) -> OSError:
+    if error.errno == errno.ELOOP:
+        return OSError(f"cannot write {path}: it is (or lies under) a loop of symbolic links")
+    return OSError(f"cannot write {path}: {error.strerror}")
 
 
 def _probe_link(path: Path) -> None:
