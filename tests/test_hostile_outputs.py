@@ -69,6 +69,11 @@ def one_line_error(result: subprocess.CompletedProcess, words: str) -> str:
     return lines[0]
 
 
+def succeeded(result: subprocess.CompletedProcess) -> None:
+    stderr = result.stderr if isinstance(result.stderr, str) else result.stderr.decode()
+    assert result.returncode == 0 and "Traceback" not in stderr, stderr[-2000:]
+
+
 def char_device(path: Path, numbers: tuple[int, int]) -> Path:
     """A character device node at ``path`` (skips the test where mknod is not permitted)."""
     try:
@@ -127,7 +132,8 @@ def test_truncate_into_devices_fifos_and_links(work, tmp_path, kind, entry):
     if kind == "null":
         node = char_device(tmp_path / "null", NULL)
         result = escx(entry, *args, node, cwd=tmp_path)
-        assert result.returncode == 0 and "kept 2 of 6 streams" in result.stdout, result.stderr
+        succeeded(result)
+        assert "kept 2 of 6 streams" in result.stdout
         assert_device(node, NULL)
     elif kind == "full":
         node = char_device(tmp_path / "full", FULL)
@@ -137,7 +143,7 @@ def test_truncate_into_devices_fifos_and_links(work, tmp_path, kind, entry):
     elif kind == "fifo":
         with fifo_reader(tmp_path / "pipe") as got:
             result = escx(entry, *args, tmp_path / "pipe", cwd=tmp_path)
-        assert result.returncode == 0, result.stderr
+        succeeded(result)
         assert got == [expected]
     elif kind == "stdout":  # -o /dev/stdout into a pipe: the data alone, the summary on stderr
         (tmp_path / "stdout").symlink_to("/proc/self/fd/1")  # our own /dev/stdout
@@ -145,7 +151,7 @@ def test_truncate_into_devices_fifos_and_links(work, tmp_path, kind, entry):
             [*ENTRIES[entry], *map(str, args), tmp_path / "stdout"], cwd=tmp_path,
             capture_output=True, timeout=120,
         )  # fmt: skip
-        assert result.returncode == 0, result.stderr
+        succeeded(result)
         assert result.stdout == expected and b"kept 2 of 6 streams" in result.stderr
         assert os.readlink(tmp_path / "stdout") == "/proc/self/fd/1"
     else:  # a link keeps being a link; the file it points to is replaced
@@ -153,7 +159,7 @@ def test_truncate_into_devices_fifos_and_links(work, tmp_path, kind, entry):
         (tmp_path / "real" / "t.escx").write_bytes(b"old")
         (tmp_path / "link.escx").symlink_to("real/t.escx")
         result = escx(entry, *args, tmp_path / "link.escx", cwd=tmp_path)
-        assert result.returncode == 0, result.stderr
+        succeeded(result)
         assert os.readlink(tmp_path / "link.escx") == "real/t.escx"
         assert (tmp_path / "real" / "t.escx").read_bytes() == expected
         assert hidden(tmp_path / "real") == []
@@ -253,7 +259,7 @@ def scan_in_subprocess(code: str, cwd: Path) -> list[str]:
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=60
     )
-    assert result.returncode == 0, result.stderr[-2000:]
+    succeeded(result)
     return result.stdout.split()
 
 
@@ -293,14 +299,14 @@ def test_model_tools_into_devices_fifos_and_links(work, tmp_path, command):
     for entry, node in zip(entries, (null, full), strict=True):
         result = escx(entry, *_model_command(command, work, node), cwd=tmp_path)
         if node == null:
-            assert result.returncode == 0, result.stderr
+            succeeded(result)
         else:
             one_line_error(result, f"cannot write {full}: No space left on device")
     assert_device(null, NULL)
     assert_device(full, FULL)
     with fifo_reader(tmp_path / "pipe") as got:
         result = escx(entries[0], *_model_command(command, work, tmp_path / "pipe"), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    succeeded(result)
     if command == "convert":  # a checkpoint streamed into a FIFO is a whole checkpoint
         (tmp_path / "from-pipe.ckpt").write_bytes(got[0])
         assert load_codec(tmp_path / "from-pipe.ckpt").codec is not None
@@ -315,7 +321,7 @@ def test_model_tools_into_devices_fifos_and_links(work, tmp_path, command):
     (tmp_path / f"link-{name}").symlink_to(f"real/{name}")
     result = escx(entries[1], *_model_command(command, work, tmp_path / f"link-{name}"),
                   cwd=tmp_path)  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    succeeded(result)
     assert os.readlink(tmp_path / f"link-{name}") == f"real/{name}"
     assert (tmp_path / "real" / name).read_bytes() != b"old"
     assert hidden(tmp_path) == [] and hidden(tmp_path / "real") == []
@@ -329,5 +335,5 @@ def test_eval_and_data_module_over_link_loops_count_each_file_once(work, tmp_pat
         "console", "eval", "--model", work / "model.ckpt", "--data", "data", "--streams", "6",
         "--no-model-metrics", "--no-stoi", "-o", "report", cwd=tmp_path, timeout=300,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
+    succeeded(result)
     assert "on data: 2 files" in result.stdout, result.stdout
