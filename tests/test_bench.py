@@ -12,6 +12,7 @@ import soundfile as sf
 import yaml
 from tools_fixtures import SMALL_CODEC_CONFIG, make_checkpoint, speech_like, write_wav
 
+import escx
 from escx.api import load_codec
 from escx.cli import main
 
@@ -55,6 +56,16 @@ def test_bench_writes_json_and_markdown_with_same_run_ratios(tmp_path, capsys, s
     text = (out / "bench.md").read_text()
     assert "speed-up vs straightforward" in text and "### Targets" in text
     assert "matmul peak" in text.lower()
+    # DAC at 16 kHz beside it, in the same run: the released model (6 kbps) and 18 codebooks.
+    refs = {(r["model"], r["op"]): r for r in cpu["references"]}
+    assert {(m, r["parameters"], r["kbps"]) for (m, _), r in refs.items()} == {
+        ("DAC 16 kHz, 12 codebooks", 74_175_906, 6.0), ("DAC 16 kHz, 18 codebooks", 74_335_746, 9.0)
+    }  # fmt: skip
+    assert all(r["median_s"] > 0 and r["gflop"] > 0 for r in refs.values())
+    # FLOPs scale with the audio: 0.5 s of the 18-codebook DAC is 1/20 of its 10 s figures.
+    assert refs[("DAC 16 kHz, 18 codebooks", "decode")]["gflop"] == pytest.approx(556.4 / 20, 0.01)
+    assert cpu["parameters"] == sum(p.numel() for p in escx.build_codec(small_config).parameters())
+    assert "DAC beside it" in text and "x time of escx fp32" in text
 
 
 def test_bench_refuses_bad_options_in_one_line(tmp_path, capsys):
@@ -70,7 +81,7 @@ def test_bench_checks_bf16_quality_on_a_separate_trained_model(tmp_path, small_c
         write_wav(speech / f"{i}.wav", speech_like(16000, seed=i))
     out = tmp_path / "bench"
     args = ["bench", "--config", small_config, "--seconds", "0.5", "--repeats", "1", "--warmup",
-            "0", "--threads", "1", "--no-compile", "--no-train", "--device", "cpu",
+            "0", "--threads", "1", "--no-compile", "--no-train", "--no-dac", "--device", "cpu",
             "--quality-model", model, "--quality-data", str(speech), "--quality-files", "2",
             "-o", str(out)]  # fmt: skip
     assert main(args) == 0

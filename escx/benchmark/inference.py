@@ -25,8 +25,14 @@ from escx.perf import straightforward
 
 log = logging.getLogger(__name__)
 
-# (operation, streams): 9 and 1.5 kbps for ESC.
-OPERATIONS = (("encode", 6), ("decode", 6), ("encode", 1), ("decode", 1))
+# (operation, streams): 9 and 1.5 kbps for ESC. ``ALL`` stands for the codec's every stream.
+ALL = 0
+OPERATIONS = (("encode", ALL), ("decode", ALL), ("encode", 1), ("decode", 1))
+
+
+def operations(codec: Codec, ops: tuple[tuple[str, int], ...] = OPERATIONS):
+    """``ops`` with ``ALL`` replaced by the codec's stream count."""
+    return tuple((op, codec.max_streams if s == ALL else s) for op, s in ops)
 
 
 @dataclass(frozen=True)
@@ -40,8 +46,8 @@ class Variant:
             :mod:`escx.kernels` switched off: their share) or "compile" (``torch.compile`` of the
             straightforward model's encode and decode: inductor does its own fusion, and the fast
             path's per-head loops would only lengthen compilation).
-        operations: (op, streams) pairs timed; compiled variants time the 9 kbps round trip only
-            (each compiles for minutes on 2 cores).
+        operations: (op, streams) pairs timed (``ALL``: every stream); compiled variants time
+            the top-bitrate round trip only (each compiles for minutes on 2 cores).
     """
 
     name: str
@@ -50,7 +56,8 @@ class Variant:
     operations: tuple[tuple[str, int], ...] = OPERATIONS
 
 
-def _runner(codec: Codec, variant: Variant, op: str, streams: int, audio: Tensor, codes: Tensor):
+def _runner(codec: Codec, variant: Variant, op: str, streams: int, audio: Tensor, codes: Tensor,
+            inference: bool = True):  # fmt: skip
     length = audio.shape[-1]
     if op == "encode":
         fn: Callable[..., Tensor] = codec.encode
@@ -68,7 +75,8 @@ def _runner(codec: Codec, variant: Variant, op: str, streams: int, audio: Tensor
             context = kernels.switched_off()
         else:
             context = contextlib.nullcontext()
-        with context, torch.inference_mode():
+        grad = torch.inference_mode() if inference else torch.no_grad()
+        with context, grad:
             return fn(*args)
 
     return call
@@ -78,8 +86,11 @@ def work_flops(codec: Codec, audio: Tensor, codes: Tensor) -> dict[tuple[str, in
     """FLOPs of every operation on the straightforward fp32 path."""
     codec.set_inference_precision("fp32")
     flops = {}
-    for op, streams in OPERATIONS:
-        call = _runner(codec, Variant("work", "fp32", "straightforward"), op, streams, audio, codes)
+    work = Variant("work", "fp32", "straightforward")
+    for op, streams in operations(codec):
+        # no_grad, not inference mode: torch's FLOP counter fails on parametrized (weight-norm)
+        # modules inside inference mode; the count is the same.
+        call = _runner(codec, work, op, streams, audio, codes, inference=False)
         flops[(op, streams)] = count_flops(call)
     return flops
 
@@ -99,7 +110,7 @@ def run_variant(
     codec.set_inference_precision(variant.precision)
     seconds = audio.shape[-1] / codec.sample_rate
     rows = []
-    for op, streams in variant.operations:
+    for op, streams in operations(codec, variant.operations):
         call = _runner(codec, variant, op, streams, audio, codes)
         first = time_calls(call, 1, 0, device).median  # includes compilation for "compile"
         with PeakMemory(device) as memory:

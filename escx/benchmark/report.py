@@ -25,6 +25,7 @@ def _round_trip(rows: list[dict[str, Any]], variant: str, kbps: float) -> dict[s
 
 def device_section(result: dict[str, Any], env: dict[str, Any]) -> list[str]:
     rows, peaks = result["inference"], result["matmul_peak_gflops"]
+    top = result.get("top_kbps", 9.0)  # the highest bitrate: 9 kbps for ESC
     lines = [
         f"## {result['device']}",
         "",
@@ -54,17 +55,17 @@ def device_section(result: dict[str, Any], env: dict[str, Any]) -> list[str]:
             f"{r['first_call_s']:.2f} |"
         )
     variants = list(dict.fromkeys(r["variant"] for r in rows))
-    base = _round_trip(rows, BASELINE, 9.0)
+    base = _round_trip(rows, BASELINE, top)
     lines += [
         "",
-        "**Encode + decode at 9 kbps** (ratios within this run):",
+        f"**Encode + decode at {top:g} kbps** (ratios within this run):",
         "",
         "| variant | seconds | GFLOP/s | % of peak | speed-up vs straightforward | codes equal to "
         "straightforward |",
         "|---|---|---|---|---|---|",
     ]
     for name in variants:
-        trip = _round_trip(rows, name, 9.0)
+        trip = _round_trip(rows, name, top)
         if trip is None:
             continue
         speedup = base["seconds"] / trip["seconds"] if base else float("nan")
@@ -74,9 +75,56 @@ def device_section(result: dict[str, Any], env: dict[str, Any]) -> list[str]:
             f"{100 * trip['peak_fraction']:.0f}% | {speedup:.2f}x | "
             f"{'n/a' if agree is None else f'{100 * agree:.2f}%'} |"
         )
+    lines += _reference_lines(result, top)
     lines += _training_lines(result["training"])
     lines += _quality_lines(result.get("quality"))
     lines += _target_lines(result)
+    return lines
+
+
+def _reference_lines(result: dict[str, Any], top: float) -> list[str]:
+    """DAC beside the benchmarked codec: its rows, then parameter and time ratios."""
+    refs = result.get("references") or []
+    if not refs:
+        return []
+    lines = [
+        "",
+        "### DAC beside it (random weights, fp32, plain PyTorch, same audio and threads)",
+        "",
+        "| model | parameters | op | kbps | median s (min-max) | RTF | GFLOP | GFLOP/s | "
+        "% of fp32 peak |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in refs:
+        lines.append(
+            f"| {r['model']} | {r['parameters']:,} | {r['op']} | {r['kbps']:g} | "
+            f"{r['median_s']:.3f} ({r['min_s']:.3f}-{r['max_s']:.3f}) | {r['rtf']:.3f} | "
+            f"{r['gflop']:.1f} | {r['gflops']:.0f} | {100 * r['peak_fraction']:.0f}% |"
+        )
+    ours = {name: _round_trip(result["inference"], name, top) for name in (BASELINE, "escx fp32")}
+    params = result.get("parameters")
+    lines += [
+        "",
+        f"Against the benchmarked codec ({params:,} parameters; encode + decode at {top:g} kbps):"
+        if params
+        else "Against the benchmarked codec:",
+        "",
+        "| model | kbps | encode + decode s | x parameters | x time of escx fp32 | "
+        "x time of straightforward fp32 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for model in dict.fromkeys(r["model"] for r in refs):
+        mine = [r for r in refs if r["model"] == model]
+        seconds = sum(r["median_s"] for r in mine)
+        slower = [
+            f"{seconds / ours[name]['seconds']:.2f}x" if ours[name] else "n/a"
+            for name in ("escx fp32", BASELINE)
+        ]
+        times = mine[0]["parameters"] / params if params else float("nan")
+        lines.append(
+            f"| {model} | {mine[0]['kbps']:g} | {seconds:.3f} | {times:.2f}x | {slower[0]} | "
+            f"{slower[1]} |"
+        )
     return lines
 
 

@@ -4,7 +4,9 @@ On the CPU the straightforward inference baseline runs first, with the C library
 allocator; then :func:`escx.perf.tune_cpu_allocator` is applied (it cannot be undone cleanly)
 and escx's inference variants run. Each training-step variant runs in a fresh process, so the
 inference rows' peak memory is not the training step's, and the straightforward step keeps the
-default allocator. With CUDA present the same inference and training cases run on the GPU.
+default allocator. DAC (12 and 18 codebooks, random weights) is coded after escx's inference
+variants, with the same audio, threads and tuned allocator (``--no-dac`` skips it). With CUDA
+present the same inference and training cases run on the GPU.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from escx import kernels
 from escx.benchmark.inference import Variant, code_agreement, run_variant, work_flops
 from escx.benchmark.measure import matmul_peak
 from escx.benchmark.quality import precision_quality
+from escx.benchmark.reference import parameter_count, run_references
 from escx.benchmark.training import StepVariant, run_step_variant
 from escx.perf import tune_cpu_allocator
 
@@ -50,6 +53,7 @@ class BenchOptions:
     quality_data: str | None
     quality_files: int
     devices: list[str]
+    dac: bool = True
 
 
 def _codec(options: BenchOptions):
@@ -136,6 +140,9 @@ def run_device(codec, device: torch.device, options: BenchOptions) -> dict[str, 
     if options.compile_train:
         train(StepVariant("compiled fp32", "fp32", "compile"))
         train(StepVariant("compiled bf16", "bf16", "compile"))
+    references = []
+    if options.dac:  # DAC beside the benchmarked codec: the paper's parameter and speed ratios
+        references = run_references(audio, options.repeats, options.warmup, peaks["fp32"])
     quality = None
     if options.quality_data and options.quality_model:
         quality = precision_quality(options.quality_model, options.quality_data,
@@ -144,6 +151,8 @@ def run_device(codec, device: torch.device, options: BenchOptions) -> dict[str, 
     return {
         "device": str(device), "matmul_peak_gflops": peaks, "inference": rows,
         "code_agreement": agreement, "training": steps, "quality": quality,
+        "parameters": parameter_count(codec), "top_kbps": codec.bitrate(codec.max_streams) / 1000,
+        "references": references,
     }  # fmt: skip
 
 

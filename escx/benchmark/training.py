@@ -1,7 +1,9 @@
 """Training-step benchmark: one ESC-Base step, forward + backward + optimizer, per variant.
 
 The step is ESC's recipe (docs/esc.md §13.2, §13.5): all six streams active, STFT + mel +
-commitment + codebook losses with ESC-Base's weights, AdamW at 1e-4, gradient clipping at 0.5.
+commitment + codebook losses with ESC-Base's weights, AdamW at 1e-4, gradient clipping at 0.5. A
+codec without an STFT (DAC) gets DAC's non-adversarial terms instead (mel 15, commitment 0.25,
+codebook 1).
 Every variant starts from the same weights and batch, so the loss of its first step must equal the
 straightforward step's (compared in the report).
 """
@@ -21,6 +23,9 @@ from escx.benchmark.measure import PeakMemory, time_calls
 from escx.codecs.base import Codec
 from escx.perf import straightforward
 from escx.training.objective import ESC_LOSS_WEIGHTS, Objective
+
+# DAC's weights without its discriminators (experiments/dac.yaml), for codecs without an STFT.
+WAVEFORM_LOSS_WEIGHTS = {"mel": 15.0, "commit": 0.25, "codebook": 1.0}
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +51,8 @@ class TrainStep:
     def __init__(self, codec: Codec, audio: Tensor, variant: StepVariant) -> None:
         self.codec = copy.deepcopy(codec).train()
         self.audio, self.variant = audio, variant
-        self.objective = Objective(ESC_LOSS_WEIGHTS, sample_rate=codec.sample_rate)
+        self.weights = ESC_LOSS_WEIGHTS if codec.spectrum_output else WAVEFORM_LOSS_WEIGHTS
+        self.objective = Objective(self.weights, sample_rate=codec.sample_rate)
         self.optimizer = torch.optim.AdamW(self.codec.parameters(), lr=1e-4)
         self.forward = self._loss
         if variant.path == "compile":
@@ -55,7 +61,7 @@ class TrainStep:
     def _loss(self, audio: Tensor) -> Tensor:
         out = self.codec(audio, self.codec.max_streams)
         terms = self.objective.generator_terms(audio, out)
-        return sum(ESC_LOSS_WEIGHTS[name] * value for name, value in terms.items())
+        return sum(self.weights[name] * value for name, value in terms.items())
 
     def __call__(self) -> float:
         device = self.audio.device

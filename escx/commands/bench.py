@@ -14,7 +14,8 @@ def main(argv: list[str]) -> int:
         prog="escx bench",
         description="Encode/decode time, GFLOP/s against this machine's matmul peak, a training "
         "step and peak memory for ESC-Base: straightforward path vs escx, fp32 vs bf16, eager vs "
-        "torch.compile, on the CPU and (when present) the GPU. Writes bench.json and bench.md.",
+        "torch.compile, on the CPU and (when present) the GPU; DAC's 16 kHz models beside it for "
+        "parameter and speed ratios. Writes bench.json and bench.md.",
     )
     parser.add_argument(
         "--config",
@@ -39,6 +40,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile inference")
     parser.add_argument("--no-train", action="store_true", help="skip the training step")
+    parser.add_argument(
+        "--no-dac",
+        action="store_true",
+        help="skip DAC (16 kHz, 12 and 18 codebooks, random weights) coded beside the model",
+    )
     parser.add_argument("--train-batch", type=int, default=9)
     parser.add_argument("--train-seconds", type=float, default=3.0)
     parser.add_argument("--train-repeats", type=int, default=3)
@@ -101,6 +107,7 @@ def main(argv: list[str]) -> int:
         quality_data=quality,
         quality_files=args.quality_files,
         devices=devices,
+        dac=not args.no_dac,
     )
     logging.basicConfig(level=logging.WARNING, format="escx bench: %(message)s")
     result = run_bench(options)
