@@ -141,11 +141,10 @@ def check_devices(text: str, option: str = "--devices", accelerator: str | None 
         count = None
     if count is None or count < 1:
         raise CommandError(
-            f"{option} must be a whole number of devices from 1 to {limit} ({what} here), "
-            f"got {text!r}"
+            f"{option} must be a whole number from 1 to {limit} ({what} here), got {text!r}"
         )
     if count > limit:
-        raise CommandError(f"{option} {count} asks for more devices than this machine has ({what})")
+        raise CommandError(f"{option} {count} is more than this machine has ({what})")
     return count
 
 
