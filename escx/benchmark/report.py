@@ -136,7 +136,7 @@ def _training_lines(steps: list[dict[str, Any]]) -> list[str]:
     lines = [
         "",
         f"### Training step: batch {first['batch']} x {first['seconds_per_clip']:g} s, forward + "
-        "backward + AdamW (ESC-Base recipe, 6 streams)",
+        "backward + AdamW (ESC-Base's loss terms, DAC's for a codec without an STFT; all streams)",
         "",
         "Each variant runs in a fresh process from the same weights and batch (peak memory is its "
         "own); the straightforward step keeps the C library's default allocator, escx's run with "
