@@ -32,7 +32,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from escx.commands.common import EXIT_BAD_INPUT, CommandError, add_model_metrics_argument, say
+from escx.commands.common import (
+    EXIT_BAD_INPUT,
+    EXIT_SIGINT,
+    CommandError,
+    add_model_metrics_argument,
+    say,
+)
 from escx.experiments.ablation import pretrain_steps
 from escx.experiments.fit_check import check_fit_commands
 from escx.experiments.options import DriverParser, at_least, check_devices, cpu_count
@@ -75,10 +81,18 @@ def fit_device_options(processes: int) -> list[str]:
     ]
 
 
+def data_folder(data: str | None) -> Path:
+    """The folder with train/ and val/ the demo trains on: ``data`` when it is split already,
+    else ``data/`` (which :func:`prepare_data` writes from ``data`` or the hub)."""
+    if data is not None and (Path(data) / "train").is_dir() and (Path(data) / "val").is_dir():
+        return Path(data)
+    return Path("data")
+
+
 def prepare_data(data: str | None) -> Path:
     if data is not None:
         folder = Path(data)
-        if (folder / "train").is_dir() and (folder / "val").is_dir():
+        if data_folder(data) == folder:
             return folder
         cmd = ["--source", str(folder), "--out", "data"]
     elif (Path("data") / "train").is_dir():
@@ -194,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m escx.demo``: returns the exit code; errors are one line on stderr."""
     try:
         return _run(argv)
+    except KeyboardInterrupt:  # outside training (which saves and reports its own stop)
+        sys.stderr.write("escx demo: interrupted\n")
+        return EXIT_SIGINT
     except (CommandError, ValueError, OSError) as error:
         code = error.code if isinstance(error, CommandError) else EXIT_BAD_INPUT
         if isinstance(error, RunStopped):  # Ctrl-C or SIGTERM: how to go on, not an error
@@ -257,11 +274,7 @@ def _run(argv: list[str] | None) -> int:
     os.environ.setdefault("WANDB_MODE", "offline")
     configs = demo_configs(args.recipe, args.config)
     pretrain = pretrain_steps(args.steps, PRETRAIN_SHARE)
-    data_dir = Path(args.data) if args.data is not None else Path("data")
-    if args.data is not None and not (
-        (data_dir / "train").is_dir() and (data_dir / "val").is_dir()
-    ):
-        data_dir = Path("data")  # prepare_data splits DATA into data/
+    data_dir = data_folder(args.data)
     cmd = fit_command(
         configs,
         f"--data.train={data_dir / 'train'}",
