@@ -41,12 +41,19 @@ def test_rows_hold_every_measurement(rows):
     assert [r["kbps"] for r in rows] == [1.5, 3.0, 9.0]
     for row in rows:
         assert row["files"] == 2 and row["seconds"] == pytest.approx(19_000 / 16000)
-        # Real .escx sizes: above nominal by the 36-byte header, CRCs and frame padding, which
-        # weigh a lot on 0.5 s clips: 36 + 4 * streams bytes per clip, 2 clips in 1.19 s.
-        overhead = 8 * 2 * (36 + 4 * row["streams"]) / row["seconds"] / 1000
+        # Real .escx sizes: above nominal by the 40-byte header, CRCs and frame padding, which
+        # weigh a lot on 0.5 s clips: 40 + 4 * streams bytes per clip, 2 clips in 1.19 s.
+        overhead = 8 * 2 * (40 + 4 * row["streams"]) / row["seconds"] / 1000
         assert row["kbps"] < row["kbps_measured"] < row["kbps"] * 1.05 + overhead
+        assert row["codec"] == "small"  # the checkpoint's name
         assert 1.0 <= row["pesq"] <= 4.7 and -1.0 <= row["stoi"] <= 1.0  # random weights
+        assert -1.0 <= row["estoi"] <= 1.0
         assert math.isfinite(row["sisdr"]) and row["mel_distance"] > 0
+        # Every metric is a mean over the same clips; none could be dropped here.
+        assert row["clips_scored"] == 2
+        assert row["dropped"] == dict.fromkeys(
+            ["pesq", "mel_distance", "sisdr", "stoi", "estoi"], 0
+        )
         assert 0.0 < row["bitrate_utilization"] <= 1.0 and 0.0 < row["codebook_usage"] <= 1.0
         grid = row["codebook_utilization"]
         assert len(grid) == row["streams"] and all(len(g) == 3 for g in grid)
@@ -71,6 +78,8 @@ def test_write_report(tmp_path, rows):
         table = list(csv.DictReader(file))
     assert [int(r["streams"]) for r in table] == [1, 2, 6, 7]
     assert "codebook_utilization" not in table[0]  # nested values only in the JSON
+    assert table[0]["dropped_pesq"] == "0" and table[0]["clips_scored"] == "2"
+    assert document["rows"][0]["dropped"]["stoi"] == 0
     markdown = paths["md"].read_text()
     assert markdown.startswith("# small codec") and "*on synthetic clips*" in markdown
     assert "| n/a |" in markdown and markdown.count("\n| ") == 5  # header + 4 bitrates
@@ -85,6 +94,15 @@ def test_markdown_table_formats_missing_values():
     table = markdown_table([{"variant": "rvq-conv", "kbps": 9.0, "pesq": 2.5}])
     assert table.splitlines()[0].startswith("| variant | kbps |")
     assert table.splitlines()[2] == "| rvq-conv | 9 | 2.500 |"
+    # The codec is a label column only when rows hold several; dropped clips read per metric.
+    rows = [
+        {"codec": "esc", "kbps": 9.0, "dropped": {"pesq": 0, "stoi": 0}},
+        {"codec": "opus", "kbps": 9.0, "bandwidth": "narrowband", "dropped": {"pesq": 1}},
+    ]
+    lines = markdown_table(rows).splitlines()
+    assert lines[0] == "| codec | kbps | audio band | dropped (per metric) |"
+    assert lines[2:] == ["| esc | 9 | n/a | none |", "| opus | 9 | narrowband | pesq 1 |"]
+    assert markdown_table(rows[:1]).splitlines()[0] == "| kbps | dropped (per metric) |"
 
 
 def test_bare_codec_and_bad_input():

@@ -12,14 +12,16 @@ import soundfile as sf
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from pystoi import stoi as pystoi_score
 
 from escx.metrics import (
-    PESQ_WB_MIN,
     SISDR,
     STOI,
     CodebookUsage,
     MelDistance,
     PESQWideband,
+    SameClipMetrics,
+    si_sdr,
     speech_quality_metrics,
 )
 
@@ -79,17 +81,17 @@ def test_pesq_averages_over_valid_clips_only() -> None:
     noisy = _add_noise(clean, 10.0)
     silent = torch.zeros_like(clean)
     metric = PESQWideband()
-    # Clip 3 has a silent reference (dropped); clip 4 a silent output (lowest score, ~1.04).
+    # Clip 3 has a silent reference, clip 4 a silent output: both dropped, neither gets a made-up
+    # score (the old 1.043 sat above what the library gives the worst real outputs).
     metric.update(
         torch.stack([clean, noisy, clean, silent]), torch.stack([clean, clean, silent, clean])
     )
     single = PESQWideband()
     single.update(noisy[None], clean[None])
-    expected = (4.64 + single.compute().item() + PESQ_WB_MIN) / 3
-    assert metric.dropped.item() == 1 and metric.clips.item() == 3
-    with pytest.warns(UserWarning, match="dropped 1 of 4 clips"):
+    expected = (4.64 + single.compute().item()) / 2
+    assert metric.dropped.item() == 2 and metric.clips.item() == 2
+    with pytest.warns(UserWarning, match="dropped 2 of 4 clips"):
         assert metric.compute().item() == pytest.approx(expected, abs=0.01)
-    assert PESQ_WB_MIN == pytest.approx(1.043, abs=1e-3)
 
 
 def test_non_finite_predictions_make_the_result_nan() -> None:
@@ -136,9 +138,93 @@ def test_sisdr_matches_snr_and_is_scale_invariant() -> None:
     scaled = SISDR()
     scaled.update(0.5 * noisy, clean)
     assert scaled.compute().item() == pytest.approx(metric.compute().item(), abs=1e-3)
-    identical = SISDR()
-    identical.update(clean, clean)
-    assert identical.compute().item() > 60
+
+
+def _orthogonal(clean: torch.Tensor, snr_db: float) -> torch.Tensor:
+    """Zero-mean noise orthogonal to zero-mean ``clean`` at exactly ``snr_db`` (float64)."""
+    s = clean.double() - clean.double().mean()
+    noise = torch.randn(s.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    noise -= noise.mean()
+    noise -= (noise @ s) / (s @ s) * s
+    return noise * s.norm() / noise.norm() / 10 ** (snr_db / 20)
+
+
+@pytest.mark.parametrize("snr_db", [20.0, -30.0, -74.2])
+def test_sisdr_is_exact_at_any_gain(snr_db: float) -> None:
+    """No epsilon on the energies: an output of known SI-SDR scores it at full scale and at
+    1e-7 of it (torchmetrics' float32 epsilon moved such near-silent outputs by up to 48 dB)."""
+    clean = _speech(2.0).double()
+    degraded = (clean - clean.mean()) + _orthogonal(clean, snr_db)
+    for gain in (1.0, 1e-7):
+        score = si_sdr((gain * degraded)[None], clean[None])
+        assert score.item() == pytest.approx(snr_db, abs=1e-6)
+    # Identical signals are not capped (torchmetrics stopped at 95.6 dB).
+    assert si_sdr(clean[None], clean[None]).item() == math.inf
+    assert si_sdr((clean + 1e-9 * _orthogonal(clean, 0.0))[None], clean[None]).item() > 150
+
+
+def test_sisdr_drops_silent_clips() -> None:
+    clean = _noise(1, 4000)
+    metric = SISDR()
+    # A silent output has no SI-SDR (torchmetrics gave it 0 dB, above real bad outputs); a
+    # constant one is silent once the mean is removed; a silent target has none either.
+    metric.update(torch.cat([clean, torch.zeros_like(clean), torch.full_like(clean, 0.3)]),
+                  torch.cat([clean, clean, clean]))  # fmt: skip
+    metric.update(clean, torch.zeros_like(clean))
+    assert metric.dropped.item() == 3 and metric.clips.item() == 1
+    with pytest.warns(UserWarning, match="dropped 3 of 4 clips"):
+        assert metric.compute().item() == math.inf
+
+
+def test_estoi_equals_pystoi() -> None:
+    clean = _speech(3.0)
+    noisy = _add_noise(clean, 5.0)
+    for extended in (False, True):
+        metric = STOI(extended=extended)
+        metric.update(noisy[None], clean[None])
+        expected = pystoi_score(clean.numpy(), noisy.numpy(), SR, extended=extended)
+        assert metric.compute().item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_same_clip_metrics_average_every_metric_over_the_same_clips() -> None:
+    clean = _speech(2.0)
+    noisy = _add_noise(clean, 10.0)
+    short = clean[SR // 2 : SR // 2 + 6000]  # 0.375 s: PESQ scores it, STOI has too few frames
+    metric = speech_quality_metrics()
+    metric.update(noisy[None], clean[None])
+    metric.update(torch.zeros_like(clean)[None], clean[None])  # silent: PESQ, SI-SDR drop it
+    metric.update(_add_noise(short, 10.0)[None], short[None])
+    metric.update(short[None, :400], short[None, :400])  # 25 ms: no metric but SI-SDR scores it
+    summary = metric.summary()
+    assert summary.clips == 1 and summary.total == 4
+    assert summary.dropped == {"pesq": 2, "mel_distance": 1, "sisdr": 1, "stoi": 2, "estoi": 2}
+    alone = speech_quality_metrics()
+    alone.update(noisy[None], clean[None])
+    for name, value in alone.compute().items():  # every mean is over the first clip alone
+        assert summary.means[name] == pytest.approx(value.item(), rel=1e-6), name
+    with pytest.warns(UserWarning, match="use 1 of 4 clips"):
+        assert set(metric.compute()) == {"pesq", "mel_distance", "sisdr", "stoi", "estoi"}
+
+
+def test_a_metric_that_scores_no_clip_does_not_empty_the_others() -> None:
+    short = _speech(2.0)[SR // 2 : SR // 2 + 6000]  # too short for STOI's frames, not for PESQ
+    metric = speech_quality_metrics()
+    metric.update(_add_noise(short, 10.0)[None], short[None])
+    summary = metric.summary()
+    assert summary.clips == 1 and summary.dropped["stoi"] == 1
+    assert math.isnan(summary.means["stoi"]) and math.isnan(summary.means["estoi"])
+    assert 1.0 < summary.means["pesq"] < 4.7
+
+
+def test_same_clip_metrics_poisoned_by_non_finite_audio() -> None:
+    target = _noise()
+    preds = target.clone()
+    preds[1, 3] = math.inf
+    metric = SameClipMetrics({"sisdr": SISDR(), "mel_distance": MelDistance()})
+    metric.update(preds, target)
+    summary = metric.summary()
+    assert all(math.isnan(v) for v in summary.means.values())
+    assert summary.dropped == {"sisdr": 0, "mel_distance": 0} and summary.clips == 1
 
 
 def test_mel_distance_zero_for_identical_and_averaged_per_clip() -> None:
@@ -164,7 +250,7 @@ def test_speech_quality_collection() -> None:
     target = _noise()
     metrics.update(target + 0.01 * _noise(seed=1), target)
     values = metrics.compute()
-    assert set(values) == {"pesq", "mel_distance", "sisdr", "stoi"}
+    assert set(values) == {"pesq", "mel_distance", "sisdr", "stoi", "estoi"}
     assert values["sisdr"] > 15 and values["mel_distance"] > 0
 
 
@@ -240,6 +326,7 @@ def _shard_data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
     codes = torch.randint(0, 32, (6, 3, 2, 20), generator=gen) ** 2 % 32  # skewed use
     target = 0.1 * torch.randn(6, 4000, generator=gen)
     preds = target + 0.05 * torch.randn(6, 4000, generator=gen)
+    target[4] = 0.0  # SI-SDR drops this clip, mel distance scores it
     return codes, preds, target
 
 
@@ -248,6 +335,7 @@ def _new_metrics() -> dict:
         "codebook": CodebookUsage(num_streams=4, num_groups=2, codebook_size=32),
         "sisdr": SISDR(),
         "mel": MelDistance(),
+        "same": SameClipMetrics({"sisdr": SISDR(), "mel_distance": MelDistance()}),
     }
 
 
@@ -255,6 +343,7 @@ def _update(metrics: dict, codes, preds, target) -> None:
     metrics["codebook"].update(codes)
     metrics["sisdr"].update(preds, target)
     metrics["mel"].update(preds, target)
+    metrics["same"].update(preds, target)
 
 
 def _computed(metrics: dict) -> dict[str, torch.Tensor]:
@@ -262,6 +351,10 @@ def _computed(metrics: dict) -> dict[str, torch.Tensor]:
     out["codebook/histogram"] = metrics["codebook"].histogram()
     out["sisdr"] = metrics["sisdr"].compute()
     out["mel"] = metrics["mel"].compute()
+    summary = metrics["same"].summary()
+    out.update({f"same/{k}": torch.tensor(v) for k, v in summary.means.items()})
+    out["same/clips"] = torch.tensor(summary.clips)
+    out.update({f"same/dropped/{k}": torch.tensor(v) for k, v in summary.dropped.items()})
     return out
 
 
@@ -292,7 +385,14 @@ def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         codes, preds, target = _shard_data()
         metrics = _new_metrics()
         _update(metrics, codes[rank::world_size], preds[rank::world_size], target[rank::world_size])
-        torch.save(_computed(metrics), Path(out_dir) / f"rank{rank}.pt")
+        computed = _computed(metrics)
+        # A rank without clips (its list state is empty) still reduces to the whole set.
+        lonely = SameClipMetrics({"sisdr": SISDR(), "mel_distance": MelDistance()})
+        if rank == 0:
+            lonely.update(preds, target)
+        summary = lonely.summary()
+        computed.update({f"same/{k}": torch.tensor(v) for k, v in summary.means.items()})
+        torch.save(computed, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 

@@ -2,38 +2,38 @@
 
 For every stream count ``s``, each clip is encoded at ``s`` streams, packed into an ``.escx``
 file in memory (its size gives the real bitrate, container overhead included) and decoded. Per-clip
-PESQ-wb, STOI, SI-SDR and mel distance, and with the ``eval`` extra DNSMOS, ViSQOL and speaker
-similarity, are averaged over clips; codebook utilisation is ESC's bitrate utilisation from one
+PESQ-wb, STOI, ESTOI, SI-SDR and mel distance, and with the ``eval`` extra DNSMOS, ViSQOL and
+speaker similarity, are averaged over the clips that every metric can score (each row counts the
+clips each metric dropped); codebook utilisation is ESC's bitrate utilisation from one
 code histogram over the whole set; encode and decode speed are real-time factors (compute seconds /
 audio seconds, median over clips). A ``listen`` callback receives the original and decoded audio
-of every clip (the listening report keeps a few).
+of every clip (the listening report keeps a few). Only the :class:`~escx.codecs.base.Codec`
+interface is used, so any codec family (STFT or waveform) is evaluated alike; the classical
+reference codecs are evaluated by :func:`escx.evaluation.classical.evaluate_baselines` into rows
+of the same shape.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import os
 import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from escx.api import CodecHandle
 from escx.codecs.base import Codec
-from escx.metrics import CodebookUsage, model_quality_metrics, speech_quality_metrics
-from escx.metrics.models import MODEL_COLUMNS
+from escx.evaluation.rows import (
+    Clip,
+    ClipSink,
+    load_clip,
+    quality_fields,
+    quality_metrics,
+    timed,
+)
+from escx.metrics import CodebookUsage
 from escx.progress import progress as show_progress
-
-logger = logging.getLogger(__name__)
-
-Clip = str | os.PathLike | Tensor
-# listen(clip index, clip name, stream count or None for the original, audio (L,))
-ClipSink = Callable[[int, str, int | None, Tensor], None]
 
 
 def parse_streams(spec: str | Sequence[int] | None, max_streams: int) -> list[int]:
@@ -64,30 +64,6 @@ def parse_streams(spec: str | Sequence[int] | None, max_streams: int) -> list[in
     return sorted(set(values))
 
 
-def _load(clip: Clip, sample_rate: int) -> tuple[Tensor, str]:
-    if isinstance(clip, Tensor):
-        audio = clip.float()
-        if audio.dim() != 1 or audio.numel() == 0:
-            raise ValueError(f"a clip tensor must have shape (L,) with L > 0, got {audio.shape}")
-        return audio, "<tensor>"
-    from escx.audio import read_audio
-
-    audio, info = read_audio(clip, sample_rate)
-    if info.notice():
-        logger.info(info.notice())
-    return audio, str(clip)
-
-
-def _timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start
-
-
-def _nan_to_none(value: float) -> float | None:
-    return None if value is None or math.isnan(value) else value
-
-
 def evaluate_codec(
     model: CodecHandle | Codec,
     files: Sequence[Clip],
@@ -97,6 +73,7 @@ def evaluate_codec(
     with_models: bool = True,
     listen: ClipSink | None = None,
     progress_label: str = "eval",
+    name: str | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluate ``model`` on ``files`` at each stream count.
 
@@ -111,25 +88,29 @@ def evaluate_codec(
         listen: called with each clip's original (stream count None) and its decoding at each
             stream count, e.g. a :class:`~escx.evaluation.listening.Listening` recorder.
         progress_label: the label of the progress display.
+        name: the ``codec`` field of the rows (default: the checkpoint's file stem, or the
+            codec's class name).
 
     Returns:
-        One dict per stream count with keys ``streams``, ``kbps`` (nominal), ``kbps_measured``,
-        ``pesq``, ``stoi``, ``sisdr``, ``mel_distance``, ``bitrate_utilization``,
+        One dict per stream count with keys ``codec``, ``streams``, ``kbps`` (nominal),
+        ``kbps_measured``, ``pesq``, ``stoi``, ``estoi``, ``sisdr``, ``mel_distance``,
+        ``clips_scored`` (clips every metric scored: the means are over these),
+        ``dropped`` (``{metric: clips it could not score}``), ``bitrate_utilization``,
         ``codebook_usage`` (fraction of entries used, mean over codebooks),
         ``codebook_utilization`` (per stream and group, a list of lists), ``encode_rtf``,
         ``decode_rtf``, ``files`` and ``seconds``; with ``with_models`` also those of
         ``dnsmos_sig``, ``dnsmos_bak``, ``dnsmos_ovrl``, ``visqol`` and ``speaker_sim`` whose
-        packages are installed. A metric that no clip could score is None.
+        packages are installed. A metric that no clip could score (or that was not computed)
+        is None.
     """
     handle = model if isinstance(model, CodecHandle) else CodecHandle(model)
     codec, rate = handle.codec, handle.sample_rate
     streams = parse_streams(streams, codec.max_streams)
     if not files:
         raise ValueError("no files to evaluate")
-    quality = {s: speech_quality_metrics(rate, with_stoi=with_stoi) for s in streams}
-    if with_models:
-        for s in streams:
-            quality[s].add_metrics(dict(model_quality_metrics(rate).items()))
+    if name is None:
+        name = handle.path.stem if handle.path else type(codec).__name__
+    quality = {s: quality_metrics(rate, with_stoi, with_models) for s in streams}
     usage = {
         s: CodebookUsage(codec.max_streams, codec.num_groups, codec.codebook_size) for s in streams
     }
@@ -140,24 +121,23 @@ def evaluate_codec(
     # Warm-up: the first call pays one-off costs (allocator, kernel selection) that are not speed.
     handle.decode(handle.encode(torch.zeros(rate), n_streams=streams[-1]), rate)
     for index, clip in enumerate(show_progress(files, progress_label, enabled=progress)):
-        audio, name = _load(clip, rate)
+        audio, clip_name = load_clip(clip, rate)
         length, duration = audio.shape[-1], audio.shape[-1] / rate
         seconds += duration
         if listen is not None:
-            listen(index, name, None, audio)
+            listen(index, clip_name, None, audio)
         for s in streams:
-            codes, t_enc = _timed(handle.encode, audio, n_streams=s)
+            codes, t_enc = timed(handle.encode, audio, n_streams=s)
             bits[s] += 8 * len(handle.pack(codes[0], length))
-            decoded, t_dec = _timed(handle.decode, codes, length)
+            decoded, t_dec = timed(handle.decode, codes, length)
             if listen is not None:
-                listen(index, name, s, decoded[0])
+                listen(index, clip_name, s, decoded[0])
             quality[s].update(decoded, audio[None])
             usage[s].update(codes)
             enc_rtf[s].append(t_enc / duration)
             dec_rtf[s].append(t_dec / duration)
     rows = []
     for s in streams:
-        scores = {k: float(v) for k, v in quality[s].compute().items()}
         stats = usage[s].compute()
         per_codebook = [
             [
@@ -168,14 +148,11 @@ def evaluate_codec(
         ]
         rows.append(
             {
+                "codec": name,
                 "streams": s,
                 "kbps": handle.kbps(s),
                 "kbps_measured": bits[s] / seconds / 1000,
-                "pesq": _nan_to_none(scores.get("pesq", math.nan)),
-                "stoi": _nan_to_none(scores.get("stoi", math.nan)),
-                "sisdr": _nan_to_none(scores.get("sisdr", math.nan)),
-                "mel_distance": _nan_to_none(scores.get("mel_distance", math.nan)),
-                **{k: _nan_to_none(scores[k]) for k in MODEL_COLUMNS if k in scores},
+                **quality_fields(quality[s]),
                 "bitrate_utilization": float(usage[s].bitrate_utilization(s)),
                 "codebook_usage": float(stats["usage"]),
                 "codebook_utilization": per_codebook,
@@ -194,7 +171,8 @@ def describe(handle: CodecHandle, data: str | Path, rows: list[dict[str, Any]]) 
     first = rows[0] if rows else {"files": 0, "seconds": 0.0}
     return (
         f"Model {model} (fingerprint {handle.fingerprint.hex()}) on {data}: {first['files']} "
-        f"files, {first['seconds']:.1f} s. Quality metrics are means over clips; kbps measured "
+        f"files, {first['seconds']:.1f} s. Quality metrics are means over the clips that every "
+        "metric could score (clips; dropped per metric); kbps measured "
         "from the .escx sizes; RTF = compute time / audio duration (median over clips, "
         f"{torch.get_num_threads()} threads on {handle.device})."
     )

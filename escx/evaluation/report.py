@@ -1,4 +1,9 @@
-"""Write evaluation rows as results.csv, results.json, results.md and PNG plots."""
+"""Write evaluation rows as results.csv, results.json, results.md and PNG plots.
+
+Every file is written atomically (a temporary file renamed over the target), so a reader never
+sees half a file and a symbolic link at a target is replaced, not written through. A whole report
+folder appears at once when written through :func:`escx.evaluation.staging.staged_report`.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("kbps_measured", "measured kbps", "{:.2f}"),
     ("pesq", "PESQ-wb ↑", "{:.3f}"),
     ("stoi", "STOI ↑", "{:.3f}"),
+    ("estoi", "ESTOI ↑", "{:.3f}"),
     ("sisdr", "SI-SDR (dB) ↑", "{:.2f}"),
     ("mel_distance", "mel dist. ↓", "{:.3f}"),
     ("dnsmos_sig", "DNSMOS SIG ↑", "{:.2f}"),
@@ -31,23 +37,40 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("bitrate_utilization", "bitrate util. ↑", "{:.1%}"),
     ("encode_rtf", "encode RTF", "{:.3f}"),
     ("decode_rtf", "decode RTF", "{:.3f}"),
+    ("bandwidth", "audio band", "{}"),
+    ("clips_scored", "clips", "{}"),
+    ("dropped", "dropped (per metric)", "{}"),
 ]
+
+# Text-valued row keys that are not label columns: shown in their own column or the caption.
+NOT_LABELS = {"codec", "bandwidth", "library"}
 
 
 def format_cell(value: Any, fmt: str) -> str:
-    """A table cell: ``fmt`` applied to the value, or ``n/a`` for None and NaN."""
+    """A table cell: ``fmt`` applied to the value, or ``n/a`` for None and NaN.
+
+    A ``{metric: count}`` dict (the ``dropped`` column) reads ``pesq 1, stoi 2``, or ``none``.
+    """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items() if v) or "none"
     return fmt.format(value)
 
 
 def table_columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, str]]:
     """(key, header, format) of the columns a table of ``rows`` shows, in order.
 
-    Text-valued keys (such as an ablation's ``variant``) become leading columns; then every
-    :data:`COLUMNS` entry that some row has.
+    Text-valued keys (such as an ablation's ``variant``) become leading columns, and so does
+    ``codec`` when the rows hold more than one codec; then every :data:`COLUMNS` entry that some
+    row has.
     """
-    labels = [k for k in (rows[0] if rows else {}) if isinstance(rows[0][k], str)]
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k, v in row.items() if isinstance(v, str) and k not in keys]
+    labels = [k for k in keys if k not in NOT_LABELS]
+    if len({row.get("codec") for row in rows}) > 1:
+        labels.insert(0, "codec")
     columns = [(k, k, "{}") for k in labels]
     return columns + [c for c in COLUMNS if any(c[0] in row for row in rows)]
 
@@ -79,6 +102,14 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
+    """A row for the CSV: ``dropped`` spread into ``dropped_<metric>`` columns."""
+    dropped = row.get("dropped")
+    if not isinstance(dropped, dict):
+        return row
+    return {**row, **{f"dropped_{k}": v for k, v in dropped.items()}}
+
+
 def _scalar_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
     keys: list[str] = []
     for row in rows:
@@ -86,8 +117,11 @@ def _scalar_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
     return keys
 
 
-def _atomic_write(path: Path, write: Any, mode: str = "w") -> None:
-    text = {"newline": ""} if "b" not in mode else {}  # csv writes its own line endings
+def atomic_write(path: Path, write: Any, mode: str = "w") -> None:
+    """Call ``write(file)`` on a temporary file that then replaces ``path`` (text mode writes
+    UTF-8 with the caller's line endings)."""
+    # csv writes its own line endings
+    text = {"newline": "", "encoding": "utf-8"} if "b" not in mode else {}
     with atomic_path(path) as tmp, open(tmp, mode, **text) as file:
         write(file)
 
@@ -105,8 +139,8 @@ def write_report(
 
     Args:
         rows: one dict per bitrate, as :func:`escx.evaluation.evaluate_codec` returns (any extra
-            scalar keys become CSV columns; list values, such as per-codebook utilisation, go to
-            the JSON only).
+            scalar keys become CSV columns; ``dropped`` becomes ``dropped_<metric>`` columns;
+            other list and dict values, such as per-codebook utilisation, go to the JSON only).
         out_dir: folder to write into (created if missing, its parent must exist).
         title: heading of results.md and the plots (e.g. the model name).
         caption: line under the table naming the model and the data.
@@ -126,17 +160,18 @@ def write_report(
     out.mkdir(exist_ok=True)
     rows = [dict(row) for row in rows]
     paths = {"csv": out / "results.csv", "json": out / "results.json", "md": out / "results.md"}
-    keys = _scalar_columns(rows)
+    flat = [_flat(row) for row in rows]
+    keys = _scalar_columns(flat)
 
     def write_csv(file: Any) -> None:
         writer = csv.DictWriter(file, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(flat)
 
-    _atomic_write(paths["csv"], write_csv)
+    atomic_write(paths["csv"], write_csv)
     document = {"title": title, "caption": caption, "rows": _json_safe(rows)}
-    _atomic_write(paths["json"], lambda f: json.dump(document, f, indent=2, allow_nan=False))
-    _atomic_write(paths["md"], lambda f: f.write(f"# {title}\n\n" + markdown_table(rows, caption)))
+    atomic_write(paths["json"], lambda f: json.dump(document, f, indent=2, allow_nan=False))
+    atomic_write(paths["md"], lambda f: f.write(f"# {title}\n\n" + markdown_table(rows, caption)))
     if plots and rows:
         from escx.evaluation.plots import plot_codebook_usage, plot_quality
 
