@@ -25,6 +25,7 @@ from escx.atomic import atomic_path
 from escx.bitstream import fingerprint_state_dict
 from escx.chunking import check_output_path
 from escx.codecs.base import Codec
+from escx.security import SizeLimitError, check_tree_size
 
 CHECKPOINT_FORMAT = 1
 STATE_PREFIX = "codec."
@@ -112,6 +113,10 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict]:
             f"{path} is not an escx codec checkpoint (no 'state_dict' and 'escx' entries); use a "
             "checkpoint from escx fit, or convert a reference model with escx convert"
         )
+    try:  # the escx section is walked and parsed next: bounded like a config
+        check_tree_size(meta, f"{path}: escx")
+    except SizeLimitError as error:
+        raise CheckpointError(str(error)) from None
     if not isinstance(meta.get("codec_config"), dict):
         raise CheckpointError(
             f"{path} has no codec config (escx.codec_config); it was not trained with the escx "

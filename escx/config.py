@@ -12,7 +12,16 @@ from typing import Any
 
 import yaml
 
-from escx.registry import load_all
+from escx.registry import RegistryError, load_all
+from escx.security import (
+    SizeLimitError,
+    UntrustedClassPath,
+    check_class_path,
+    check_tree_size,
+    import_policy,
+    read_yaml_file,
+    trusted_prefixes,
+)
 
 # Config keys whose ``class_path`` names a registered component, and the registry kind.
 COMPONENT_KEYS = {
@@ -24,8 +33,16 @@ COMPONENT_KEYS = {
 }
 
 
+# Other keys whose values name classes (a string, or ``class_path`` in a mapping): their dotted
+# paths must lie in a trusted package (escx.security.class_paths); bare names pass, since
+# jsonargparse resolves them among the classes already loaded and imports nothing.
+CLASS_KEYS = frozenset(
+    {"logger", "callbacks", "plugins", "optimizer", "scheduler", "disc_optimizer", "profiler"}
+)
+
+
 class ConfigError(ValueError):
-    """A config file is missing, unreadable or names an unknown component."""
+    """A config file is missing, unreadable, too large or names an unknown or untrusted class."""
 
 
 def registries() -> dict[str, Any]:
@@ -48,53 +65,78 @@ def registries() -> dict[str, Any]:
 
 
 def load_yaml(path: str | Path) -> dict:
-    """Read a YAML mapping; one-line ConfigError when missing or malformed."""
+    """Read a YAML mapping within escx's size bounds; one-line ConfigError when missing,
+    malformed or too large (see :mod:`escx.security.limits`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml_file(path) or {}
+    except SizeLimitError as error:
+        raise ConfigError(str(error)) from None
     except yaml.YAMLError as error:
         first = str(error).splitlines()[0] if str(error) else "parse error"
         raise ConfigError(f"{path} is not valid YAML: {first}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read config file {path}: {error}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping at the top level")
     return data
 
 
-def check_class_names(config: Any, where: str = "config") -> None:
-    """Raise ConfigError for the first unknown registered-component name in a config tree."""
+def check_class_names(config: Any, where: str = "config") -> Any:
+    """Check every class a config tree names, before anything is imported.
+
+    Components (``codec``, ``encoder``, ``decoder``, ``quantizer``, ``discriminators``) must be
+    registered; a dotted path to one is rewritten to the registered class's own module path, so
+    ``evil_mod.STFTCodec`` cannot make jsonargparse import ``evil_mod``. Any other
+    ``class_path``, and the classes named at :data:`CLASS_KEYS`, must be bare names or lie in a
+    trusted package (:mod:`escx.security.class_paths`).
+
+    Returns:
+        The tree with component class paths rewritten (the input is not changed).
+
+    Raises:
+        ConfigError: one line naming the first unknown or untrusted class.
+    """
     regs = registries()
-    _walk(config, None, where, regs)
-
-
-def _walk(node: Any, kind: str | None, where: str, regs: dict) -> None:
-    if isinstance(node, dict):
-        name = node.get("class_path")
-        if kind is not None and isinstance(name, str):
-            registry = regs[kind]
-            if name not in registry and not _importable(name):
-                raise ConfigError(f"{where}: {registry.unknown_message(name)}")
-        for key, value in node.items():
-            child_kind = COMPONENT_KEYS.get(key)
-            if key == "init_args":
-                child_kind = None
-            _walk(value, child_kind, f"{where}", regs)
-    elif isinstance(node, list):
-        for item in node:
-            _walk(item, kind, where, regs)
-
-
-def _importable(dotted: str) -> bool:
-    if "." not in dotted:
-        return False
-    module, _, attr = dotted.rpartition(".")
     try:
-        import importlib
+        prefixes = trusted_prefixes()
+        return _walk(config, None, where, regs, prefixes)
+    except UntrustedClassPath as error:
+        raise ConfigError(str(error)) from None
 
-        return hasattr(importlib.import_module(module), attr)
-    except ImportError:
-        return False
+
+def _walk(node: Any, kind: str | None, where: str, regs: dict, prefixes: tuple) -> Any:
+    """``kind``: the registry kind of a component key, "class" for :data:`CLASS_KEYS`."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key == "class_path" and isinstance(value, str):
+                out[key] = _class(value, kind or "class", where, regs, prefixes)
+                continue
+            child = COMPONENT_KEYS.get(key) or ("class" if key in CLASS_KEYS else None)
+            out[key] = _walk(value, None if key == "init_args" else child, where, regs, prefixes)
+        return out
+    if isinstance(node, list):
+        return [_walk(item, kind, where, regs, prefixes) for item in node]
+    if isinstance(node, str) and kind is not None:  # `quantizer: CrossScaleRVQ` shorthand
+        return _class(node, kind, where, regs, prefixes)
+    return node
+
+
+def _class(name: str, kind: str, where: str, regs: dict, prefixes: tuple) -> str:
+    if kind == "class":
+        check_class_path(name, where, prefixes)
+        return name
+    registry = regs[kind]
+    if "." in name:
+        check_class_path(name, where, prefixes)
+    try:
+        cls = registry.get(name)
+    except RegistryError:
+        raise ConfigError(f"{where}: {registry.unknown_message(name)}") from None
+    return name if "." not in name else f"{cls.__module__}.{cls.__qualname__}"
 
 
 def codec_section(config: dict) -> dict | None:
@@ -123,12 +165,17 @@ def _parse_codec(sources: tuple[str | Path | dict, ...]):
     for source in sources:
         config = source if isinstance(source, dict) else load_yaml(source)
         label = "config" if isinstance(source, dict) else str(source)
+        try:
+            check_tree_size(config, label)  # a dict may come from a checkpoint
+        except SizeLimitError as error:
+            raise ConfigError(str(error)) from None
         section = codec_section(config)
         if section is None:
             continue
-        check_class_names({"codec": section}, label)
+        checked = check_class_names({"codec": section}, label)
         try:
-            namespace = parser.parse_object({"codec": section}, namespace=namespace)
+            with import_policy():
+                namespace = parser.parse_object(checked, namespace=namespace)
         except Exception as error:  # jsonargparse reports type errors as multi-line text
             detail = " ".join(str(error).split())
             raise ConfigError(f"{label}: invalid codec config: {detail}") from None
@@ -148,7 +195,8 @@ def build_codec(*sources: str | Path | dict):
         from escx.codecs.stft_codec import STFTCodec
 
         return STFTCodec()
-    codec = parser.instantiate(namespace).codec
+    with import_policy():
+        codec = parser.instantiate(namespace).codec
     # Kept so that checkpoints of this codec can rebuild it (escx.load_codec).
     codec.escx_config = yaml.safe_load(parser.dump(namespace))["codec"]
     return codec
