@@ -25,6 +25,7 @@ from escx.data.hf import hf_items, iter_items, open_hf_dataset
 from escx.data.items import AudioItem, log_once_per_process
 from escx.data.resumable import ResumableDataLoader
 from escx.data.sources import SourceSpec, folder_items, manifest_items, parse_source
+from escx.security.resources import check_data_sizes, check_workers
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,10 @@ class AudioDataModule(L.LightningDataModule):
                 raise ValueError(f"data.{name} must be positive or null, got {value}")
         if num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
+        check_data_sizes(  # before anything is allocated (escx.security.resources)
+            sample_rate, segment_samples, val_segment_samples, batch_size, val_batch_size
+        )
+        check_workers(num_workers)
         self.save_hyperparameters()
         self.train, self.val, self.test = train, val, test
         self.sample_rate = sample_rate

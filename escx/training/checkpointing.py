@@ -9,7 +9,10 @@ it, which is a non-atomic copy when that folder is on another file system). The 
   previous run's ``last.ckpt`` (the default folder of a logger changes with every run), and one
   run per folder: files are overwritten in place, never versioned (``last-v1.ckpt`` beside a
   stale ``last.ckpt``), and a new run refuses to start in a folder that holds one;
-* the W&B run id in every checkpoint, so a resumed run continues the same W&B run;
+* a run id and the W&B run id in every checkpoint (``escx_run``), so a resumed run continues the
+  same W&B run and a checkpoint of another run is told apart from the folder's own
+  (:mod:`escx.training.resume`); a run started from another run's checkpoint in an empty folder
+  is a new run with a new id;
 * on Ctrl-C or SIGTERM, training stops at the end of the current batch and writes ``last.ckpt``
   there (:mod:`escx.training.stopping`), so the run resumes exactly where it stopped; on any
   other error the current state is written to ``last.ckpt`` too.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import uuid
 from typing import Any
 
 import lightning as L
@@ -103,11 +107,24 @@ class EscxCheckpoint(ModelCheckpoint):
         )
         self.save_on_exception = save_on_exception
         self._stops = StopRequests()
+        self._run_id = uuid.uuid4().hex
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._training_started = False
         self._use_stable_folder(trainer)
         super().setup(trainer, pl_module, stage)
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # The folder's own run continues under its id; a checkpoint resumed into a folder that
+        # holds no run starts a new one (escx.training.resume refused any other case).
+        section = checkpoint.get("escx_run")
+        stored = section.get("run_id") if isinstance(section, dict) else None
+        last = os.path.join(self.dirpath or "", self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)
+        if isinstance(stored, str) and stored and os.path.isfile(last):
+            self._run_id = stored
+        super().on_load_checkpoint(trainer, pl_module, checkpoint)
 
     def _use_stable_folder(self, trainer: L.Trainer) -> None:
         if self.dirpath is None:
@@ -129,9 +146,11 @@ class EscxCheckpoint(ModelCheckpoint):
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
+        run = {"run_id": self._run_id}
         wandb = [lg for lg in trainer.loggers if type(lg).__name__ == "WandbLogger"]
         if wandb:  # `--ckpt_path last` continues this W&B run (escx.training.resume)
-            checkpoint["escx_run"] = {"wandb_run_id": str(wandb[0].version)}
+            run["wandb_run_id"] = str(wandb[0].version)
+        checkpoint["escx_run"] = run
         super().on_save_checkpoint(trainer, pl_module, checkpoint)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -8,7 +8,10 @@ leaves the folder as it was (no config.yaml rewritten, no new W&B run):
 * ``--ckpt_path last`` becomes the path of that ``last.ckpt`` (Lightning would look for it in the
   logger's versioned folder), and a W&B logger gets the run id stored in it, so the resumed run
   continues the same W&B run. With no ``last.ckpt`` yet the run starts from scratch, as in
-  Lightning, so a script may always pass ``--ckpt_path last``.
+  Lightning, so a script may always pass ``--ckpt_path last``;
+* ``--ckpt_path FILE`` must be a training checkpoint of the folder's own run when the folder
+  holds one (resuming another run there would overwrite its ``last.ckpt``); into a folder with
+  no run it starts a new run from those weights, with a new run id and W&B run.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from escx.checkpoint import CheckpointError, safe_torch_load
 from escx.commands.common import CommandError
+from escx.training.checkpoint_checks import check_same_run, read_training_checkpoint
 from escx.training.checkpointing import run_folder_message
 
 log = logging.getLogger(__name__)
@@ -41,15 +44,21 @@ def checkpoint_folder(trainer: Any, default_root: str) -> Path:
     return Path(trainer.get("default_root_dir") or default_root) / "checkpoints"
 
 
-def prepare_fit(config: Any, default_root: str) -> None:
-    """Refuse a new run in a used folder; resolve ``ckpt_path: last``; resume the W&B run.
+def prepare_fit(config: Any, default_root: str) -> dict[str, Any] | None:
+    """Refuse a new run in a used folder; resolve ``ckpt_path: last``; check the checkpoint
+    belongs to the folder's run; resume the W&B run.
 
     Args:
         config: the ``fit`` section of LightningCLI's parsed config (changed in place).
         default_root: the trainer's default ``default_root_dir``.
 
+    Returns:
+        The checkpoint to resume (read once, checked by
+        :func:`escx.training.checkpoint_checks.read_training_checkpoint`), or None.
+
     Raises:
-        CommandError: a new run in a folder that holds one, or an unreadable ``last.ckpt``.
+        CommandError: a new run in a folder that holds one, a checkpoint of another run into it,
+            or a checkpoint that is not a training checkpoint.
     """
     trainer = config.get("trainer", {})
     folder = checkpoint_folder(trainer, default_root)
@@ -58,34 +67,45 @@ def prepare_fit(config: Any, default_root: str) -> None:
     if ckpt_path is None:
         if last.is_file():
             raise CommandError(run_folder_message(folder))
-        return
-    if ckpt_path != "last":
-        _resume_wandb(trainer, Path(ckpt_path))
-        return
-    if not last.is_file():
-        log.warning("--ckpt_path last: no %s yet, so this run starts from scratch", last)
-        config["ckpt_path"] = None
-        return
-    config["ckpt_path"] = os.fspath(last)
-    _resume_wandb(trainer, last)
+        return None
+    if ckpt_path == "last":
+        if not last.is_file():
+            log.warning("--ckpt_path last: no %s yet, so this run starts from scratch", last)
+            config["ckpt_path"] = None
+            return None
+        config["ckpt_path"] = ckpt_path = os.fspath(last)
+    path = Path(ckpt_path)
+    blob = read_training_checkpoint(path, "fit")
+    check_same_run(path, blob, folder)
+    if last.is_file():  # the folder's own run goes on, in its W&B run too
+        _resume_wandb(trainer, blob)
+    return blob
 
 
-def _resume_wandb(trainer: Any, checkpoint: Path) -> None:
-    """Give a W&B logger the run id stored in ``checkpoint`` (written by EscxCheckpoint)."""
+def resolve_eval_checkpoint(config: Any, subcommand: str, default_root: str) -> dict | None:
+    """``validate``/``test``: ``--ckpt_path last`` names the folder's ``last.ckpt``; the file is
+    read and checked (:func:`read_training_checkpoint`). Returns it, or None without one."""
+    ckpt_path = config.get("ckpt_path")
+    if ckpt_path is None:
+        return None
+    if ckpt_path == "last":
+        last = checkpoint_folder(config.get("trainer", {}), default_root) / LAST
+        if not last.is_file():
+            raise CommandError(f"--ckpt_path last: there is no {last}; pass a checkpoint file")
+        config["ckpt_path"] = ckpt_path = os.fspath(last)
+    return read_training_checkpoint(Path(ckpt_path), subcommand)
+
+
+def _resume_wandb(trainer: Any, blob: dict[str, Any]) -> None:
+    """Give a W&B logger the run id stored in the checkpoint (written by EscxCheckpoint)."""
     loggers = [
         item
         for item in _items(trainer.get("logger"))
         if str(getattr(item, "class_path", "")).endswith("WandbLogger")
     ]
-    if not loggers or not checkpoint.is_file():
-        return
-    try:
-        blob = safe_torch_load(checkpoint, "training checkpoint")
-    except CheckpointError as error:
-        raise CommandError(str(error)) from None
-    run_id = (blob.get("escx_run") or {}).get("wandb_run_id") if isinstance(blob, dict) else None
-    del blob
-    if not run_id:
+    section = blob.get("escx_run")
+    run_id = section.get("wandb_run_id") if isinstance(section, dict) else None
+    if not loggers or not isinstance(run_id, str) or not run_id:
         return
     init = loggers[0].init_args
     if init.get("id") or init.get("version"):  # the user chose the run
