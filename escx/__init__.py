@@ -3,7 +3,7 @@
 Public API::
 
     import escx
-    codec = escx.build_codec("experiments/esc.yaml")        # or escx.ESC(), escx.STFTCodec(...)
+    codec = escx.build_codec("experiments/esc.yaml")        # or escx.ESC(), escx.DAC(), ...
     codes = codec.encode(audio, n_streams=6)                 # (B, 6, 3, frames) int64
     audio_hat = codec.decode(codes, length=audio.shape[-1])  # (B, L)
 """
@@ -22,6 +22,7 @@ _LAZY = {
     "Codec": "escx.codecs.base",
     "STFTCodec": "escx.codecs.stft_codec",
     "ESC": "escx.codecs.stft_codec",
+    "DAC": "escx.codecs.waveform",
     "load_codec": "escx.api",
     "CodecHandle": "escx.api",
 }
