@@ -72,7 +72,10 @@ class Browser:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as reply:
             targets = json.load(reply)
         page = next(t for t in targets if t["type"] == "page")
-        self.socket = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30)
+        # No Origin header: Chromium 111+ refuses DevTools connections from unlisted origins.
+        self.socket = websocket.create_connection(
+            page["webSocketDebuggerUrl"], timeout=30, suppress_origin=True
+        )
         for domain in ("Page", "Runtime", "Log"):
             self.send(f"{domain}.enable")
         return self

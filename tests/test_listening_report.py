@@ -128,3 +128,53 @@ def test_demo_evaluation_writes_the_report(tmp_path, capsys):
     page = parse_report(tmp_path / "r" / "report.html")
     (listen,) = [t for t in page.tables if t.cls == "listen"]
     assert listen.header == ["clip", "original", "1.5 kbps"] and len(page.audios) == 2
+
+
+def _wide_page(folder: Path) -> Path:
+    """A page with a trained codec at six bitrates and five classical-codec columns, 4 clips with
+    long file names (written directly: the layout does not depend on what was evaluated)."""
+    import torch
+
+    from escx.evaluation.listening import Listening
+
+    listening = Listening(folder, SAMPLE_RATE, clips=4)
+    model = listening.bitrates(lambda s: 1.5 * s, grid="esc-base-checkpoint")
+    classical = listening.labelled("classical codecs")
+    labels = ["opus 6 kbps", "opus 9 kbps", "opus 12 kbps", "codec2 3.2 kbps", "codec2 1.2 kbps"]
+    rows = []
+    for index in range(4):
+        name = f"speaker-{index:03d}_utterance-with-a-long-name-{index}.flac"
+        audio = torch.from_numpy(speech_like(8000, seed=index))
+        model(index, name, None, audio)
+        for streams in range(1, 7):
+            model(index, name, streams, audio)
+        for label in labels:
+            classical(index, name, label, audio)
+    for streams in range(1, 7):
+        rows.append({"codec": "esc", "kbps": 1.5 * streams, "pesq": 2.0, "dropped": {"pesq": 0}})
+    for label in labels:
+        codec, kbps, _ = label.split()
+        rows.append({"codec": codec, "kbps": float(kbps), "pesq": 2.0, "bandwidth": "narrowband"})
+    return write_page(folder, "esc, opus, codec2 on data", rows, "caption", (), listening)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(find_chromium() is None, reason="needs chromium (apt-get install chromium)")
+def test_page_with_classical_codecs_fits_a_1400_pixel_window(tmp_path):
+    """Clip names keep a readable column and no player lies beyond the window's edge (they were
+    squeezed to one character per line, and the 9 kbps column was cut off)."""
+    page = _wide_page(tmp_path / "report")
+    with Browser(tmp_path / "profile", width=1400) as browser:
+        browser.open(page.as_uri())
+        clips = browser.evaluate(
+            "[...document.querySelectorAll('th.clip')].map(t => t.getBoundingClientRect().width)"
+        )
+        players = browser.evaluate(
+            "[...document.querySelectorAll('audio')].map(a => a.getBoundingClientRect().right)"
+        )
+        overflow = browser.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        shot = browser.screenshot(tmp_path / "wide.png")
+    assert len(clips) == 2 * 5 and min(clips) >= 100, clips  # 2 tables: header + 4 clips each
+    assert len(players) == 4 * (7 + 5) and max(players) <= 1400, players
+    assert overflow <= 0 and browser.errors == []
+    assert shot.read_bytes()[:8] == PNG_MAGIC

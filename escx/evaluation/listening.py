@@ -4,7 +4,8 @@ A :class:`Listening` collects, for the first ``clips`` clips, a WAV file and a s
 per grid cell, under ``audio/`` and ``spectrograms/`` of the report folder. A grid is one table of
 the page: one row per clip, one column per version of it ("original", each bitrate, or each
 variant of an ablation). :meth:`Listening.bitrates` and :meth:`Listening.variant` return the
-callbacks that :func:`escx.evaluation.evaluate_codec` calls with every clip it decodes.
+callbacks that :func:`escx.evaluation.evaluate_codec` calls with every clip it decodes,
+:meth:`Listening.labelled` the one for :func:`escx.evaluation.evaluate_baselines`.
 """
 
 from __future__ import annotations
@@ -74,20 +75,30 @@ class Listening:
         """Whether clip ``index`` (0-based, evaluation order) gets players."""
         return index < self.clips
 
-    def _write(self, audio: Tensor, stem: str) -> Cell:
+    def _write(self, audio: Tensor, stem: str, sample_rate: int | None = None) -> Cell:
+        rate = sample_rate or self.sample_rate
         for folder in ("audio", "spectrograms"):
             (self.out_dir / folder).mkdir(parents=True, exist_ok=True)
         # A diverged model's NaNs must not stop the report; they play as silence.
         audio = torch.nan_to_num(audio.detach().float().cpu(), nan=0.0, posinf=1.0, neginf=-1.0)
-        write_audio(self.out_dir / "audio" / f"{stem}.wav", audio, self.sample_rate)
+        write_audio(self.out_dir / "audio" / f"{stem}.wav", audio, rate)
         save_spectrogram(audio, self.out_dir / "spectrograms" / f"{stem}.png")
-        seconds = audio.numel() / self.sample_rate
+        seconds = audio.numel() / rate
         return Cell(f"audio/{stem}.wav", f"spectrograms/{stem}.png", seconds)
 
-    def record(self, grid: str, column: str, index: int, name: str, audio: Tensor) -> None:
+    def record(
+        self,
+        grid: str,
+        column: str,
+        index: int,
+        name: str,
+        audio: Tensor,
+        sample_rate: int | None = None,
+    ) -> None:
         """Add clip ``index``'s version ``column`` (``"original"`` or any label) to ``grid``.
 
-        The original of a clip is written once and shared by every grid.
+        The original of a clip is written once and shared by every grid. ``sample_rate`` is the
+        audio's rate when it differs from the recorder's.
         """
         if not self.wants(index):
             return
@@ -96,10 +107,12 @@ class Listening:
             table.columns.append(column)
         if column == ORIGINAL:
             if index not in self._originals:
-                self._originals[index] = self._write(audio, f"clip{index + 1:02d}-{ORIGINAL}")
+                stem = f"clip{index + 1:02d}-{ORIGINAL}"
+                self._originals[index] = self._write(audio, stem, sample_rate)
             cell = self._originals[index]
         else:
-            cell = self._write(audio, f"clip{index + 1:02d}-{_slug(grid)}-{_slug(column)}")
+            stem = f"clip{index + 1:02d}-{_slug(grid)}-{_slug(column)}"
+            cell = self._write(audio, stem, sample_rate)
         row = table.rows.setdefault(index, ClipRow(Path(name).name, cell.seconds))
         row.cells[column] = cell
 
@@ -109,6 +122,17 @@ class Listening:
         def listen(index: int, name: str, streams: int | None, audio: Tensor) -> None:
             label = ORIGINAL if streams is None else f"{kbps(streams):g} kbps"
             self.record(grid, label, index, _name(name, index), audio)
+
+        return listen
+
+    def labelled(self, grid: str, sample_rate: int | None = None) -> Callable:
+        """Callback for ``evaluate_baselines``: one grid, the original then one column per label
+        it receives (``opus 6 kbps``...), of audio at ``sample_rate`` (default: the recorder's).
+        """
+
+        def listen(index: int, name: str, label: str | None, audio: Tensor) -> None:
+            column = ORIGINAL if label is None else label
+            self.record(grid, column, index, _name(name, index), audio, sample_rate)
 
         return listen
 

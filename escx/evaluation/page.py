@@ -14,21 +14,26 @@ from pathlib import Path
 from typing import Any
 
 from escx.evaluation.listening import Listening
-from escx.evaluation.report import COLUMNS, format_cell, table_columns
+from escx.evaluation.report import COLUMNS, atomic_write, format_cell, table_columns
 from escx.metrics.models import INSTALL_HINT, MODEL_COLUMNS
 
+# The players' tables scroll sideways inside their own box when a window is too narrow for them,
+# with the clip names kept in view, instead of being cut off at the window's edge; clip names
+# wrap at word boundaries (or anywhere only when a single word is longer than the column).
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width: 110em; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; } h3 { font-size: 1em; }
 p.caption, p.note { color: #555; font-size: 0.9em; max-width: 70em; }
 table { border-collapse: collapse; font-size: 0.88em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.55em; }
+div.scroll { overflow-x: auto; max-width: 100%; }
 table.summary td { text-align: right; font-variant-numeric: tabular-nums; }
 table.summary th { background: #f2f2f2; }
-table.listen td { vertical-align: top; width: 15em; }
-table.listen th.clip { text-align: left; font-weight: normal; max-width: 12em;
-  word-break: break-all; }
-audio { width: 100%; min-width: 13em; display: block; }
+table.listen td { vertical-align: top; width: 11em; min-width: 11em; }
+table.listen th.clip { text-align: left; font-weight: normal; width: 8em; min-width: 8em;
+  overflow-wrap: anywhere; position: sticky; left: 0; background: #fff; z-index: 1; }
+table.listen thead th { white-space: nowrap; }
+audio { width: 100%; min-width: 10em; display: block; }
 td img.spectrogram { width: 100%; height: 8em; display: block; margin-top: 0.25em; }
 img.plot { max-width: 100%; border: 1px solid #eee; }
 """
@@ -42,11 +47,11 @@ def _summary(rows: Sequence[dict[str, Any]]) -> list[str]:
         for row in rows
     ]
     return [
-        '<table class="summary">',
+        '<div class="scroll"><table class="summary">',
         f"<thead><tr>{head}</tr></thead>",
         "<tbody>",
         *[line + "</tr>" for line in body],
-        "</tbody></table>",
+        "</tbody></table></div>",
     ]
 
 
@@ -57,7 +62,7 @@ def _listening(listening: Listening) -> list[str]:
             lines.append(f"<h3>{escape(grid.title)}</h3>")
         head = "".join(f"<th>{escape(c)}</th>" for c in grid.columns)
         lines += [
-            '<table class="listen">',
+            '<div class="scroll"><table class="listen">',
             f'<thead><tr><th class="clip">clip</th>{head}</tr></thead>',
             "<tbody>",
         ]
@@ -77,7 +82,7 @@ def _listening(listening: Listening) -> list[str]:
                 )
             name = f"{escape(row.name)}<br>{row.seconds:.2f} s"
             lines.append(f'<tr><th class="clip">{name}</th>{"".join(cells)}</tr>')
-        lines.append("</tbody></table>")
+        lines.append("</tbody></table></div>")
     return lines
 
 
@@ -89,7 +94,8 @@ def write_page(
     images: Sequence[Path] = (),
     listening: Listening | None = None,
 ) -> Path:
-    """Write ``out_dir/report.html``; ``images`` and the listening files must lie in ``out_dir``.
+    """Write ``out_dir/report.html`` (atomically); ``images`` and the listening files must lie in
+    ``out_dir``.
 
     Args:
         out_dir: the report folder.
@@ -139,5 +145,5 @@ def write_page(
             lines.append(f'<p><img class="plot" src="{escape(name)}" alt="{escape(name)}"></p>')
     lines.append("</body></html>")
     path = out / "report.html"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write(path, lambda file: file.write("\n".join(lines) + "\n"))
     return path

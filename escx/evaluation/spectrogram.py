@@ -16,6 +16,8 @@ from matplotlib import colormaps
 from PIL import Image
 from torch import Tensor
 
+from escx.atomic import atomic_path
+
 N_FFT = 512  # 32 ms at 16 kHz: resolves harmonics of speech
 HOP = 128
 HEIGHT = 160  # pixels; frequency bins are resampled to this height
@@ -38,6 +40,8 @@ def spectrogram_pixels(audio: Tensor, n_fft: int = N_FFT, hop: int = HOP) -> np.
 
 
 def save_spectrogram(audio: Tensor, path: Path) -> Path:
-    """Write the spectrogram of ``(L,)`` audio as a PNG at ``path``; returns the path."""
-    Image.fromarray(spectrogram_pixels(audio)).save(path, optimize=True)
+    """Write the spectrogram of ``(L,)`` audio as a PNG at ``path`` (atomically); returns the
+    path."""
+    with atomic_path(path, suffix=".png") as tmp:
+        Image.fromarray(spectrogram_pixels(audio)).save(tmp, format="PNG", optimize=True)
     return path
