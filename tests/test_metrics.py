@@ -364,6 +364,7 @@ def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None
         torch.testing.assert_close(a[key], b[key], msg=key)
 
 
+@pytest.mark.filterwarnings("ignore:SISDR dropped 1 of")  # the silent target, on purpose
 def test_merged_shards_equal_the_whole() -> None:
     codes, preds, target = _shard_data()
     whole = _new_metrics()
@@ -404,6 +405,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.filterwarnings("ignore:SISDR dropped 1 of")
 def test_compute_syncs_across_two_gloo_processes(tmp_path: Path) -> None:
     mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     codes, preds, target = _shard_data()
