@@ -80,7 +80,13 @@ def test_sigterm_to_the_demo_stops_its_run_and_exits_143(tmp_path):
         cwd=REPO, env={**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    _read_until(demo, b"Epoch 0:", timeout=300)  # training has started
+    # Wait until the run has started: before it the demo checks its fit options and evaluates the
+    # untrained model (over 300 s on a loaded 2-core machine). The model summary is printed by
+    # either of Lightning's progress-bar flavours (with `rich` installed, the bar itself shows
+    # nothing until the end when not in a terminal); the run's signal handlers are installed
+    # right after it, well within the pause.
+    _read_until(demo, b"Trainable params", timeout=900)
+    time.sleep(3.0)
     demo.send_signal(signal.SIGTERM)  # to the driver only: it forwards it to its run
     output, _ = demo.communicate(timeout=120)
     assert demo.returncode == 143, output.decode(errors="replace")[-2000:]
