@@ -41,7 +41,7 @@ from escx.commands.common import (
 )
 from escx.experiments.ablation import pretrain_steps
 from escx.experiments.fit_check import check_fit_commands
-from escx.experiments.options import DriverParser, at_least, check_devices, cpu_count
+from escx.experiments.options import DriverParser, at_least, check_devices
 from escx.experiments.recipes import (
     RECIPES,
     config_path,
@@ -50,6 +50,7 @@ from escx.experiments.recipes import (
     repo_relative,
 )
 from escx.experiments.runs import RunStopped, check_run_folder, fit_command, run_fit
+from escx.security.resources import usable_cores
 
 ROOT = Path("runs/demo")
 MODEL = ["experiments/esc.yaml", "experiments/tiny.yaml"]
@@ -257,7 +258,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         at_least(args.steps, 1, "--steps")
         at_least(args.eval_files, 1, "--eval-files")
         args.processes = (
-            min(PROCESSES, cpu_count())
+            min(PROCESSES, usable_cores())
             if args.processes is None
             else check_devices(args.processes, "--processes", accelerator="cpu")
         )

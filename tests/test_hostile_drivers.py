@@ -85,7 +85,7 @@ CASES = {
     "sweep: --eval-files 0": (["sweep", "ok.yaml", "--eval-files", "0"],
                               "--eval-files must be at least 1"),
     "sweep: --trainer.devices abc": (["sweep", "ok.yaml", "--trainer.devices", "abc"],
-                                     "--trainer.devices must be a whole number from 1"),
+                                     "--trainer.devices abc: on the CPU give a process count"),
     "sweep: fit option typo": (["sweep", "ok.yaml", "--trainer.max_stepz", "3"],
                                "unrecognized arguments: --trainer.max_stepz"),
     "ablation: --devices abc": (["ablation", "pretrain", "--devices", "abc"],

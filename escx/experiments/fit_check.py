@@ -3,8 +3,9 @@
 A driver (sweep, ablation, demo) starts one ``escx fit`` per run; a typo in an option it forwards,
 or a swept value of the wrong type, used to fail every run, one after the other, each with its
 own error. Here every command is parsed once with ``--print_config`` (keys, types, class names,
-config files: everything ``escx fit`` checks before it builds anything), in one child process,
-so that a mistake fails once, in one line, before anything is created.
+config files) and the printed config goes through ``escx fit``'s checks of trainer options
+(devices, steps), all in one child process, so that a mistake fails once, in one line, before
+anything is created.
 
 Run as ``python -m escx.experiments.fit_check`` it reads a JSON list of argument lists
 (``["fit", ...]``) on stdin and prints a JSON verdict on stdout.
@@ -97,12 +98,14 @@ def _error_line(text: str, code: object) -> str:
 
 
 def _check_all(arguments: list[list[str]]) -> dict:
-    """Parse each argument list as ``escx ... --print_config``; stop at the first failure."""
+    """Parse each argument list as ``escx ... --print_config``, then apply escx fit's checks of
+    the parsed trainer options (devices, steps) to the config it prints; stop at the first
+    failure."""
     from escx.cli import main
 
     for index, argv in enumerate(arguments):
-        errors = io.StringIO()
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(errors):
+        printed, errors = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
             try:
                 code = main([*argv, "--print_config"])
             except SystemExit as stop:  # --print_config exits 0; a parse error exits 2
@@ -110,9 +113,26 @@ def _check_all(arguments: list[list[str]]) -> dict:
             except Exception as error:  # anything escx fit would have stopped on
                 errors.write(f"escx: error: {type(error).__name__}: {error}\n")
                 code = 1
+            if code in (0, None):
+                code = _check_parsed(printed.getvalue(), errors)
         if code not in (0, None):
             return {"failed": index, "message": _error_line(errors.getvalue(), code)}
     return {"failed": None}
+
+
+def _check_parsed(printed: str, errors: io.StringIO) -> int:
+    """escx fit's checks of trainer options, which run after parsing (so ``--print_config``
+    skips them), applied to the printed config; 0 when they pass."""
+    import yaml
+
+    from escx.training.trainer_checks import check_trainer_options
+
+    try:
+        check_trainer_options(yaml.safe_load(printed) or {})
+    except CommandError as error:
+        errors.write(f"escx: error: {error}\n")
+        return error.code
+    return 0
 
 
 def _main() -> int:

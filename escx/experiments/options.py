@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import os
 from collections.abc import Sequence
 
 from escx.commands.common import ArgumentParser, CommandError
+from escx.security.resources import usable_cores
 
 # Top-level options of `escx fit` (its `--help`); dotted keys below trainer/model/data too.
 FIT_OPTIONS = ("--config", "-c", "--seed_everything", "--ckpt_path", "--weights_only")
@@ -103,13 +103,6 @@ def check_seeds(seeds: Sequence[int], option: str = "--seeds") -> None:
         raise CommandError(f"{option} must differ, got {list(seeds)}")
 
 
-def cpu_count() -> int:
-    """CPU cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
-
-
 def device_limit(accelerator: str | None = None) -> tuple[int, str]:
     """How many devices a run may use here, and what they are, in words.
 
@@ -122,7 +115,7 @@ def device_limit(accelerator: str | None = None) -> tuple[int, str]:
         if torch.cuda.is_available():
             count = torch.cuda.device_count()
             return count, f"{count} GPU{'s' if count != 1 else ''}"
-    cores = cpu_count()
+    cores = usable_cores()
     return cores, f"{cores} CPU core{'s' if cores != 1 else ''}" + (
         "" if accelerator == "cpu" else " and no GPU"
     )
@@ -146,26 +139,3 @@ def check_devices(text: str, option: str = "--devices", accelerator: str | None 
     if count > limit:
         raise CommandError(f"{option} {count} is more than this machine has ({what})")
     return count
-
-
-def option_values(argv: Sequence[str], name: str) -> list[str]:
-    """Every value given for option ``name`` in ``argv`` (``--name V`` or ``--name=V``)."""
-    values = []
-    for i, arg in enumerate(argv):
-        if arg == name and i + 1 < len(argv):
-            values.append(argv[i + 1])
-        elif arg.startswith(name + "="):
-            values.append(arg.split("=", 1)[1])
-    return values
-
-
-def check_fit_devices(argv: Sequence[str], where: str) -> None:
-    """Check the last ``--trainer.devices`` of an ``escx fit`` command line, if it has one."""
-    devices = option_values(argv, "--trainer.devices")
-    if devices:
-        accelerators = option_values(argv, "--trainer.accelerator")
-        accelerator = accelerators[-1] if accelerators else None
-        try:
-            check_devices(devices[-1], "--trainer.devices", accelerator)
-        except CommandError as error:
-            raise CommandError(f"{where}: {error}") from None
