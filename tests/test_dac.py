@@ -197,6 +197,11 @@ def test_tiny_dac_fits_then_codes_a_real_file_to_the_same_length(tmp_path: Path)
                "ddp", "--trainer.default_root_dir", "run", cwd=tmp_path)  # fmt: skip
     assert fit.returncode == 0, fit.stderr[-3000:]
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    # The best checkpoint follows PESQ at the highest validated bitrate (6 kbps here, not 9).
+    best = torch.load(ckpt, weights_only=True)["callbacks"]
+    monitors = [state["monitor"] for key, state in best.items() if "EscxCheckpoint" in key]
+    assert monitors == ["val/pesq@6kbps"]
+    assert list((tmp_path / "run" / "checkpoints").glob("best-*.ckpt"))
     source = sorted((SPEECH / "val").glob("*.flac"))[0]
     packed = tmp_path / "speech.escx"
     compress = _run("compress", source, "-o", packed, "--model", ckpt, "--kbps", 3, cwd=tmp_path)

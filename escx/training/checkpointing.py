@@ -70,12 +70,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_torch_save(checkpoint, path)
 
 
+# Stands for the highest validated bitrate in a monitored metric's name (``val/pesq@top``).
+TOP_BITRATE = "@top"
+
+
 class EscxCheckpoint(ModelCheckpoint):
     """ModelCheckpoint with a stable folder and a resumable checkpoint on interruption.
 
     Args:
         dirpath: folder (default ``<trainer.default_root_dir>/checkpoints``).
-        monitor: metric of the best checkpoint (``val/pesq@9kbps``); None keeps only ``last``.
+        monitor: metric of the best checkpoint; ``@top`` stands for the highest bitrate the run
+            validates (``val/pesq@top`` is ``val/pesq@9kbps`` for ESC, ``val/pesq@6kbps`` for a
+            12-codebook DAC). None keeps only ``last``.
         mode: "max" or "min".
         save_on_exception: write ``last.ckpt`` when training is interrupted.
         **kwargs: other ModelCheckpoint arguments.
@@ -84,7 +90,7 @@ class EscxCheckpoint(ModelCheckpoint):
     def __init__(
         self,
         dirpath: str | None = None,
-        monitor: str | None = "val/pesq@9kbps",
+        monitor: str | None = "val/pesq" + TOP_BITRATE,
         mode: str = "max",
         save_on_exception: bool = True,
         filename: str | None = "best-{step}",
@@ -112,7 +118,19 @@ class EscxCheckpoint(ModelCheckpoint):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._training_started = False
         self._use_stable_folder(trainer)
+        self._resolve_top_bitrate(pl_module)
         super().setup(trainer, pl_module, stage)
+
+    def _resolve_top_bitrate(self, pl_module: L.LightningModule) -> None:
+        """``...@top`` -> the label of the highest validated bitrate (before the state key is
+        used: Lightning restores callback states after ``setup``)."""
+        if not (self.monitor and self.monitor.endswith(TOP_BITRATE)):
+            return
+        top = getattr(getattr(pl_module, "val_metrics", None), "top", None)
+        if top is None:  # nothing is validated: keep `last` only
+            self.monitor, self.save_top_k = None, 0
+            return
+        self.monitor = self.monitor[: -len(TOP_BITRATE)] + f"@{top}"
 
     def on_load_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
