@@ -16,7 +16,7 @@ RECIPE ?=
 DEVICES ?= 1
 BENCH_ARGS ?=
 
-.PHONY: help install test test-slow test-browser lint format bench data demo ablation-pretrain ablation-quantizer ablation-codebook ablation-codebook-kind ablation-recipe clean
+.PHONY: help install test test-slow test-browser lint format bench data demo ablation-pretrain ablation-quantizer ablation-codebook ablation-codebook-kind ablation-recipe ablation-baseline clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -76,6 +76,10 @@ ablation-codebook-kind: $(STAMP) ## ESC's VQ vs FSQ / LFQ (BSQ) / SimVQ / rotati
 ablation-recipe: $(STAMP) ## ESC's recipe vs the quick recipe, with quality-against-step curves (STEPS= default 4000, DEVICES=2 for two CPU processes as measured, SEEDS=, SCALE=, DATA=, EVAL_FILES=)
 	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
 	$(BIN)/escx ablation recipe $(ABLATION_ARGS)
+
+ablation-baseline: $(STAMP) ## ESC vs DAC at equal budget, Opus beside, the paper's quality/parameter/speed claims beside escx's (STEPS= default 3000, SEEDS=, SCALE=tiny|base, DEVICES=, DATA=, EVAL_FILES=)
+	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
+	$(BIN)/escx ablation baseline $(ABLATION_ARGS)
 
 clean: ## remove runs, results and caches (keeps data/ and .venv)
 	rm -rf runs results .pytest_cache .ruff_cache

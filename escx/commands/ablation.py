@@ -1,5 +1,5 @@
 """``escx ablation STUDY``: train the variants of a study (pretrain, quantizer, codebook,
-codebook-kind, recipe) and compare them."""
+codebook-kind, recipe, baseline) and compare them."""
 
 from __future__ import annotations
 
@@ -64,6 +64,13 @@ def main(argv: list[str]) -> int:
         help="extra config stacked after the scale and the recipe, before each variant's overlay "
         "(repeatable)",
     )
+    parser.add_argument(
+        "--speed-seconds",
+        type=float,
+        default=10.0,
+        help="baseline study: seconds of audio ESC-Base and the 18-codebook DAC code (random "
+        "weights) for the paper's speed ratio (default 10; 0 skips the measurement)",
+    )
     add_model_metrics_argument(parser)
     args = parser.parse_args(argv)
     if args.recipe is None:
@@ -74,6 +81,8 @@ def main(argv: list[str]) -> int:
         at_least(args.steps, 1, "--steps")
         at_least(args.eval_files, 1, "--eval-files")
         at_least(args.listen, 0, "--listen")
+        if not 0 <= args.speed_seconds <= 60:  # a full-size DAC codes 10 s in seconds
+            raise CommandError(f"--speed-seconds must lie in [0, 60], got {args.speed_seconds:g}")
         check_seeds(args.seeds)
         args.devices = str(check_devices(args.devices))
     except CommandError as error:
@@ -91,6 +100,9 @@ def main(argv: list[str]) -> int:
         else [out / f"seed-{seed}" / "report.html" for seed in args.seeds]
     )
     say(f"listening report: {', '.join(map(str, pages))}")
+    for page in pages:  # the baseline study's claims beside the paper's, per seed
+        if (page.parent / "headline.md").is_file():
+            say((page.parent / "headline.md").read_text(), end="")
     return 0
 
 

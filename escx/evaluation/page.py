@@ -55,6 +55,15 @@ def _summary(rows: Sequence[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _text_table(rows: Sequence[dict[str, str]]) -> list[str]:
+    keys = list(rows[0]) if rows else []
+    head = "".join(f"<th>{escape(key)}</th>" for key in keys)
+    body = ["<tr>" + "".join(f"<td>{escape(str(row.get(k, '')))}</td>" for k in keys) + "</tr>"
+            for row in rows]  # fmt: skip
+    return ['<div class="scroll"><table>', f"<thead><tr>{head}</tr></thead>", "<tbody>", *body,
+            "</tbody></table></div>"]  # fmt: skip
+
+
 def _listening(listening: Listening) -> list[str]:
     lines = []
     for grid in listening.grids.values():
@@ -93,6 +102,7 @@ def write_page(
     caption: str | None = None,
     images: Sequence[Path] = (),
     listening: Listening | None = None,
+    tables: Sequence[tuple[str, Sequence[dict[str, str]]]] = (),
 ) -> Path:
     """Write ``out_dir/report.html`` (atomically); ``images`` and the listening files must lie in
     ``out_dir``.
@@ -104,6 +114,8 @@ def write_page(
         caption: a line under the heading naming the model and the data.
         images: plots to show, in order.
         listening: players recorded during the evaluation; None for a page without them.
+        tables: ``(heading, rows)`` sections shown above the summary, each a table of text
+            cells whose columns are the first row's keys (a study's headline).
 
     Returns:
         The path of report.html.
@@ -123,6 +135,8 @@ def write_page(
     ]
     if caption:
         lines.append(f'<p class="caption">{escape(caption)}</p>')
+    for heading, table in tables:
+        lines += [f"<h2>{escape(heading)}</h2>", *_text_table(table)]
     lines += ["<h2>Summary</h2>", *_summary(rows)]
     if missing:
         lines.append(

@@ -62,14 +62,16 @@ def table_columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, str]]:
     """(key, header, format) of the columns a table of ``rows`` shows, in order.
 
     Text-valued keys (such as an ablation's ``variant``) become leading columns, and so does
-    ``codec`` when the rows hold more than one codec; then every :data:`COLUMNS` entry that some
-    row has.
+    ``codec`` when the rows hold more than one codec that their ``variant`` does not name; then
+    every :data:`COLUMNS` entry that some row has.
     """
     keys: list[str] = []
     for row in rows:
         keys += [k for k, v in row.items() if isinstance(v, str) and k not in keys]
     labels = [k for k in keys if k not in NOT_LABELS]
-    if len({row.get("codec") for row in rows}) > 1:
+    # A study's rows name their codec in ``variant`` already: no second column saying the same.
+    distinct = len({row.get("codec") for row in rows}) > 1
+    if distinct and any(row.get("codec") != row.get("variant") for row in rows):
         labels.insert(0, "codec")
     columns = [(k, k, "{}") for k in labels]
     return columns + [c for c in COLUMNS if any(c[0] in row for row in rows)]

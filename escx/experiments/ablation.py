@@ -6,7 +6,9 @@ write one comparison report.
 ``make ablation-codebook`` ESC's pre-training against SoundStream/EnCodec's codebook techniques
 (k-means initialisation, dead-entry restarts, EMA updates); ``make ablation-codebook-kind`` ESC's
 VQ against FSQ, LFQ/BSQ, SimVQ and the rotation trick; ``make ablation-recipe`` ESC's training
-recipe against the quick recipe, with quality-against-step curves. Each runs
+recipe against the quick recipe, with quality-against-step curves; ``make ablation-baseline`` ESC
+against DAC, the paper's headline comparison (:mod:`escx.experiments.baseline`). Every report
+also carries libopus on the same clips. Each runs
 ``escx fit`` for each variant (so every run is an ordinary, resumable escx run with its config
 saved), group the W&B runs under one group, then evaluate each final checkpoint with the same
 code as ``escx eval`` and write ``results/<study>/``: results.csv / .json / .md, plots, configs,
@@ -40,6 +42,7 @@ from escx.experiments.recipes import (
     repo_relative,
 )
 from escx.experiments.runs import fit_command, run_fit
+from escx.experiments.study_report import study_caption, study_plots
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +67,18 @@ LOGGERS = "experiments/logging/wandb-and-csv.yaml"  # adds the CSV the curves ar
 @dataclass
 class Variant:
     """One arm of a study: a name, extra configs, command-line overrides and, where the study
-    compares recipes, its recipe (None: the driver's ``--recipe``)."""
+    compares recipes, its recipe (None: the driver's ``--recipe``).
+
+    ``models`` is for an arm of another codec family (the baseline study's DAC): per scale, the
+    configs that replace ESC's model, scale and recipe configs (its recipe is in them; ``recipe``
+    then only names it in captions).
+    """
 
     name: str
     configs: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
     recipe: str | None = None
+    models: dict[str, list[str]] | None = None
 
 
 def pretrain_steps(steps: int, share: Fraction = PRETRAIN_SHARE) -> int:
@@ -153,13 +162,31 @@ def recipe_study(steps: int) -> list[Variant]:
     return [Variant(recipe, [LOGGERS], overrides, recipe=recipe) for recipe in ("esc", "quick")]
 
 
+def baseline_study(steps: int) -> list[Variant]:
+    """ESC against DAC (the paper's comparison, :mod:`escx.experiments.baseline`): the same data,
+    steps and seed. ESC pre-trains the first quarter, as the quick recipe's runs did; DAC trains
+    quantized from the first batch with its own recipe."""
+    from escx.experiments.baseline import DAC_MODELS
+
+    pretrain = pretrain_steps(steps, RECIPE_PRETRAIN_SHARE)
+    return [
+        Variant("esc", overrides=[f"--model.pretrain_steps={pretrain}"]),
+        Variant("dac", recipe="dac", models=DAC_MODELS),
+    ]
+
+
 STUDIES = {
     "pretrain": pretrain_study,
     "quantizer": quantizer_study,
     "codebook": codebook_study,
     "codebook-kind": codebook_kind_study,
     "recipe": recipe_study,
+    "baseline": baseline_study,
 }
+
+# Bitrates a study evaluates when its variants' stream counts differ (the baseline study's DAC
+# has 0.5 kbps per stream, ESC 1.5); the others evaluate every stream count.
+STUDY_KBPS = {"baseline": (1.5, 3.0, 4.5, 6.0, 7.5, 9.0)}
 
 # Training steps per variant at SCALE=tiny when --steps is not given, by recipe.
 #
@@ -183,6 +210,9 @@ TINY_STEPS = {
     "esc": {"pretrain": 300, "quantizer": 300, "codebook": 500, "codebook-kind": 500},
     "quick": {"pretrain": 1000, "quantizer": 1000, "codebook": 1000, "codebook-kind": 1000},
 }
+# The baseline study (ESC against DAC) at SCALE=tiny, whatever ESC's recipe: see
+# docs/ablations.md for what it took and showed.
+BASELINE_STEPS = 3000
 RECIPE_STUDY_STEPS = 4000
 
 
@@ -208,6 +238,8 @@ def default_steps(study: str, scale: str, recipe: str) -> int:
     trains both recipes for the same steps), or ESC's 250k at full size."""
     if scale != "tiny":
         return 250_000
+    if study == "baseline":
+        return BASELINE_STEPS
     return RECIPE_STUDY_STEPS if study == "recipe" else TINY_STEPS[recipe][study]
 
 
@@ -217,12 +249,16 @@ def variant_recipe(variant: Variant, args: argparse.Namespace) -> str:
 
 
 def variant_configs(variant: Variant, args: argparse.Namespace) -> list[str]:
-    """Configs ``variant`` stacks, in order: ESC, the scale, the recipe, ``--config`` extras, the
-    variant's overlays (later ones win)."""
+    """Configs ``variant`` stacks, in order: ESC, the scale, the recipe (or, for an arm of
+    another family, its own ``models`` configs), ``--config`` extras, the variant's overlays
+    (later ones win)."""
     extra = list(getattr(args, "config", None) or [])
-    recipe = recipe_configs(variant_recipe(variant, args))
-    configs = ["experiments/esc.yaml", *SCALES[args.scale], *recipe, *extra, *variant.configs]
-    return [config_path(c) for c in configs]
+    if variant.models is not None:
+        model = list(variant.models[args.scale])
+    else:
+        recipe = recipe_configs(variant_recipe(variant, args))
+        model = ["experiments/esc.yaml", *SCALES[args.scale], *recipe]
+    return [config_path(c) for c in [*model, *extra, *variant.configs]]
 
 
 def variant_command(variant: Variant, args: argparse.Namespace, root: Path) -> list[str]:
@@ -286,7 +322,7 @@ def run_study(args: argparse.Namespace) -> Path:
         per_seed = argparse.Namespace(**{**vars(args), "seed": seed, "seeds": [seed]})
         document = run_seed(per_seed, out / f"seed-{seed}") / "results.json"
         rows += [{"seed": seed, **row} for row in json.loads(document.read_text())["rows"]]
-    caption = _caption(args, rows)
+    caption = study_caption(args, rows, _stacks(args), NOTES.get(args.study, ""))
     title = f"ablation: {args.study}"
     # The seed as text, so the Markdown table shows it as a label column beside the variant.
     labelled = [{**row, "seed": str(row["seed"])} for row in rows]
@@ -305,8 +341,10 @@ def run_seed(args: argparse.Namespace, out: Path) -> Path:
     from escx.evaluation.listening import Listening
     from escx.evaluation.page import write_page
     from escx.evaluation.report import write_report
+    from escx.experiments.baseline import opus_rows
 
     variants = STUDIES[args.study](args.steps)
+    with_models = not getattr(args, "no_model_metrics", False)
     # The data are checked before ``out`` exists, so bad --data leaves no empty folder behind.
     val_files = find_audio_files(Path(args.data) / "val")[: args.eval_files]
     if not val_files:
@@ -328,27 +366,75 @@ def run_seed(args: argparse.Namespace, out: Path) -> Path:
         summary = json.loads((root / "metrics.json").read_text())
         if listening is None:
             listening = Listening(out, handle.sample_rate, getattr(args, "listen", 4))
-        extremes = sorted({1, handle.codec.max_streams})
+        streams = study_streams(args.study, handle.codec)
+        extremes = sorted({streams[0], streams[-1]})
         listen = listening.variant(variant.name, handle.kbps, extremes)
         torch.manual_seed(args.seed)
-        with_models = not getattr(args, "no_model_metrics", False)
         for row in evaluate_codec(
-            handle, val_files, progress=True, with_models=with_models, listen=listen
+            handle,
+            val_files,
+            streams,
+            progress=True,
+            with_models=with_models,
+            listen=listen,
+            name=variant.name,
         ):
             rows.append({"variant": variant.name, "recipe": recipe, "params": params,
                          "steps": summary.get("batches_seen"), **row,
                          "configs": [repo_relative(c) for c in configs]})  # fmt: skip
-    caption = _caption(args, rows)
+    rows += opus_rows(val_files, with_models, _into_existing_grids(listening))
+    caption = study_caption(args, rows, _stacks(args), NOTES.get(args.study, ""))
     title = f"ablation: {args.study}"
     write_report(rows, out, title, caption, plots=False, page=False)
-    images = _plots(rows, out, args.study)
+    tables = []
+    if args.study == "baseline":
+        tables = [("The paper's claims beside this run", write_headline(rows, args, out))]
+    images = study_plots(rows, out, args.study)
     if any(len(p) > 1 for c in curves.values() for k in c.values() for p in k.values()):
         write_curves_csv(curves, out / "curves.csv")
         switch = pretrain_steps(args.steps, RECIPE_PRETRAIN_SHARE)
         marks = [(switch, "quantizer on")] if args.study == "recipe" else []
         images.insert(0, plot_curves(curves, out / "quality_vs_step.png", title, marks))
-    write_page(out, title, rows, caption, images, listening)
+    write_page(out, title, rows, caption, images, listening, tables=tables)
     return out
+
+
+def study_streams(study: str, codec: Any) -> list[int]:
+    """The stream counts ``codec`` is evaluated at in ``study``: those of the study's bitrates
+    (:data:`STUDY_KBPS`), else all of them."""
+    kbps = STUDY_KBPS.get(study)
+    if kbps is None:
+        return list(range(1, codec.max_streams + 1))
+    return [codec.streams_for_kbps(k) for k in kbps]
+
+
+def _into_existing_grids(listening: Any) -> Any:
+    """A recorder for :func:`opus_rows` that adds Opus only to the players' grids the variants
+    made (Opus at 9 kbps beside the variants at 9 kbps; no grid of Opus alone)."""
+    if listening is None:
+        return None
+
+    def record(grid: str, column: str, index: int, name: str, audio: Any) -> None:
+        if grid in listening.grids:
+            listening.record(grid, column, index, name, audio)
+
+    return record
+
+
+def write_headline(rows: list[dict[str, Any]], args: argparse.Namespace, out: Path) -> list:
+    """The baseline study's claims beside the paper's: measured, written to headline.md and
+    returned as page rows."""
+    import torch
+
+    from escx.atomic import atomic_path
+    from escx.experiments.baseline import headline, headline_markdown, paper_scale_speed
+
+    seconds = getattr(args, "speed_seconds", 10.0)
+    speed = paper_scale_speed(seconds) if seconds > 0 else []
+    lines = headline(rows, speed, args.scale)
+    with atomic_path(out / "headline.md") as tmp:
+        tmp.write_text(headline_markdown(lines, torch.get_num_threads()))
+    return lines
 
 
 def _stacks(args: argparse.Namespace) -> dict[str, str]:
@@ -357,73 +443,3 @@ def _stacks(args: argparse.Namespace) -> dict[str, str]:
         variant.name: describe_recipe(variant_recipe(variant, args), variant_configs(variant, args))
         for variant in STUDIES[args.study](args.steps)
     }
-
-
-def _caption(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
-    params = sorted({r["params"] for r in rows})
-    scale = (
-        f"reduced-size ESC (experiments/tiny.yaml, {', '.join(f'{p:,}' for p in params)} "
-        "parameters), NOT the paper's setting (SCALE=base)"
-        if args.scale == "tiny"
-        else f"full-size models ({', '.join(f'{p:,}' for p in params)} parameters)"
-    )
-    note = NOTES.get(getattr(args, "study", ""), "")
-    stacked = "; ".join(f"{name}: {stack}" for name, stack in _stacks(args).items())
-    seeds = study_seeds(args)
-    word = "seed" if len(seeds) == 1 else "seeds"
-    # Several devices train on several batches a step (data-parallel), so steps alone would
-    # understate the budget: on a CPU two processes reach quality one reaches in far more steps.
-    devices = str(getattr(args, "devices", "1"))
-    parallel = "" if devices == "1" else f" on --devices {devices} (data-parallel)"
-    return (
-        f"{scale}; {args.steps:,} training step{'' if args.steps == 1 else 's'} per variant"
-        f"{parallel}, "
-        f"{word} {', '.join(map(str, seeds))}, "
-        f"data {args.data} (evaluated on {rows[0]['files'] if rows else 0} validation files); "
-        f"same budget and {word} for every variant. Recipe and configs stacked: {stacked}."
-        + (f" {note}" if note else "")
-    )
-
-
-def _plots(rows: list[dict[str, Any]], out: Path, study: str) -> list[Path]:
-    """Quality against bitrate and bitrate utilisation, one line per variant; returns paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metrics = [("pesq", "PESQ-wb"), ("mel_distance", "mel distance"), ("sisdr", "SI-SDR (dB)")]
-    metrics += [
-        (key, label)
-        for key, label in (("dnsmos_ovrl", "DNSMOS OVRL"), ("visqol", "ViSQOL"))
-        if any(r.get(key) is not None for r in rows)
-    ]
-    variants = list(dict.fromkeys(r["variant"] for r in rows))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2))
-    for ax, (key, label) in zip(axes, metrics, strict=True):
-        for name in variants:
-            mine = [r for r in rows if r["variant"] == name and r.get(key) is not None]
-            ax.plot([r["kbps"] for r in mine], [r[key] for r in mine], marker="o", label=name)
-        ax.set_xlabel("kbps")
-        ax.set_title(label)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"ablation: {study}")
-    fig.tight_layout()
-    fig.savefig(out / "quality_vs_bitrate.png", dpi=100)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    for name in variants:
-        mine = [r for r in rows if r["variant"] == name]
-        ax.plot([r["kbps"] for r in mine], [r["bitrate_utilization"] for r in mine], marker="o",
-                label=name)  # fmt: skip
-    ax.set_xlabel("kbps")
-    ax.set_ylabel("bitrate utilisation (entropy / bits)")
-    ax.set_ylim(0, 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "codebook_utilization.png", dpi=100)
-    plt.close(fig)
-    return [out / "quality_vs_bitrate.png", out / "codebook_utilization.png"]
