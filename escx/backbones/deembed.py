@@ -19,6 +19,10 @@ Both training and inference use the composition (the kernel is rebuilt from the 
 every training forward, so gradients reach both); :func:`escx.perf.straightforward` restores
 the two convolutions. Grids thinner than a border slab (fewer than 3 coarse rows or time
 patches for ESC, i.e. one 20 ms code frame) take the straightforward path.
+
+The causal ESC's de-embedding (``causal=True``) has the same two convolutions, zero-padded in time
+on the past side only, so an output frame depends on its own and earlier patches (5 patches back
+for ESC's 5x5 and 3x3 kernels); it runs the two convolutions as they are.
 """
 
 from __future__ import annotations
@@ -44,10 +48,15 @@ class PatchDeEmbed(nn.Module):
     """
 
     def __init__(
-        self, dim: int = 45, out_channels: int = 2, patch_size: tuple[int, int] = (3, 2)
+        self,
+        dim: int = 45,
+        out_channels: int = 2,
+        patch_size: tuple[int, int] = (3, 2),
+        causal: bool = False,
     ) -> None:
         super().__init__()
         self.patch_size = tuple(patch_size)
+        self.causal = causal
         pf, pt = self.patch_size
         self.expand = nn.Conv2d(dim, dim * pf * pt, kernel_size=5, padding=2)
         self.out = nn.Conv2d(dim, out_channels, kernel_size=3, padding=1)
@@ -64,8 +73,18 @@ class PatchDeEmbed(nn.Module):
         """The reference's two convolutions: (B, dim, H, W) -> (B, 2, H * pf, W * pt)."""
         return self.out(self.shuffle(self.expand(x)))
 
+    def causal_convolutions(self, x: Tensor) -> Tensor:
+        """The two convolutions with time padding on the past side only (``causal``):
+        (B, dim, H, W) -> (B, 2, H * pf, W * pt)."""
+        r1, r2 = self._radii
+        y = F.conv2d(F.pad(x, (2 * r1, 0, r1, r1)), self.expand.weight, self.expand.bias)
+        y = self.shuffle(y)
+        return F.conv2d(F.pad(y, (2 * r2, 0, r2, r2)), self.out.weight, self.out.bias)
+
     def forward(self, x: Tensor) -> Tensor:
         """(B, dim, H, W) -> (B, 2, H * pf, W * pt) predicted complex STFT."""
+        if self.causal:
+            return self.causal_convolutions(x)
         if not fast_paths_enabled() or any(x.shape[axis] < self._slab(axis) for axis in (2, 3)):
             return self.straightforward(x)
         return self.composed(x)

@@ -3,6 +3,11 @@
 The encoder runs Swin blocks at widths 45, 45, 72, 96, 144, 192 and halves frequency after each
 of the last five stages (64 -> 2 rows); the decoder is *not* its mirror: it runs blocks at 384,
 192, 144, 96, 72 and 45 (post_nn), so it holds most of the parameters (docs/esc.md §4).
+
+``causal=True`` gives the causal ESC's backbones: every window attends only within a code frame
+and to earlier frames (:func:`escx.backbones.swin_layers.causal_mask`), and the decoder's
+de-embedding convolves only the past in time (:class:`PatchDeEmbed` with ``causal``). With the
+codec's causal framing (:class:`escx.spectral.CausalSTFT`) no code frame depends on a later one.
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ class SwinEncoder(Encoder):
         depth: Swin blocks per stage (2 for ESC-Base, 4 for ESC-Large).
         window_size: attention window side.
         mlp_ratio: MLP expansion.
+        causal: attend only within a code frame and to earlier frames (the causal ESC).
+        frame_patches: time patches per code frame (2 in ESC), the block a causal window lets
+            see each other.
     """
 
     def __init__(
@@ -48,16 +56,22 @@ class SwinEncoder(Encoder):
         depth: int = 2,
         window_size: int = 4,
         mlp_ratio: float = 4.0,
+        causal: bool = False,
+        frame_patches: int = 2,
     ) -> None:
         super().__init__()
         _check_lengths(dims, heads)
         self.freq_bins, self.time_patch = freq_bins, patch_size[1]
         self.rows = freq_bins // patch_size[0]
         self.dims = list(dims)
+        self.causal = causal
+        block = frame_patches if causal else 0
         self.patch_embed = PatchEmbed(2, dims[0], patch_size, norm=True)
-        self.pre_nn = SwinStage(dims[0], dims[0], heads[0], depth, window_size, mlp_ratio)
+        self.pre_nn = SwinStage(
+            dims[0], dims[0], heads[0], depth, window_size, mlp_ratio, causal_block=block
+        )
         self.stages = nn.ModuleList(
-            SwinStage(dims[i], dims[i + 1], heads[i], depth, window_size, mlp_ratio, scale="down")
+            SwinStage(dims[i], dims[i + 1], heads[i], depth, window_size, mlp_ratio, "down", block)
             for i in range(len(dims) - 1)
         )
 
@@ -89,6 +103,9 @@ class SwinDecoder(Decoder):
         depth: Swin blocks per stage.
         window_size: attention window side.
         mlp_ratio: MLP expansion.
+        causal: attend only within a code frame and to earlier frames, and de-embed from the
+            past only (the causal ESC).
+        frame_patches: time patches per code frame (2 in ESC), as in :class:`SwinEncoder`.
     """
 
     def __init__(
@@ -100,18 +117,24 @@ class SwinDecoder(Decoder):
         depth: int = 2,
         window_size: int = 4,
         mlp_ratio: float = 4.0,
+        causal: bool = False,
+        frame_patches: int = 2,
     ) -> None:
         super().__init__()
         _check_lengths(dims, heads)
         self.freq_bins = freq_bins
         self.dims = list(dims)
         self.out_rows = freq_bins // patch_size[0]
+        self.causal = causal
+        block = frame_patches if causal else 0
         self.stages = nn.ModuleList(
-            SwinStage(dims[i], dims[i + 1], heads[i], depth, window_size, mlp_ratio, scale="up")
+            SwinStage(dims[i], dims[i + 1], heads[i], depth, window_size, mlp_ratio, "up", block)
             for i in range(len(dims) - 1)
         )
-        self.post_nn = SwinStage(dims[-1], dims[-1], heads[-1], depth, window_size, mlp_ratio)
-        self.patch_deembed = PatchDeEmbed(dims[-1], 2, patch_size)
+        self.post_nn = SwinStage(
+            dims[-1], dims[-1], heads[-1], depth, window_size, mlp_ratio, causal_block=block
+        )
+        self.patch_deembed = PatchDeEmbed(dims[-1], 2, patch_size, causal=causal)
 
     @property
     def stage_shapes(self) -> list[FeatureShape]:

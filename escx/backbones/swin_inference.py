@@ -77,8 +77,7 @@ def _attend(
     windows, n, c3 = qkv.shape
     heads = attn.heads
     hd = c3 // (3 * heads)
-    bias = attn.relative_position_bias_table[attn.relative_position_index.view(-1)]
-    bias = bias.view(n, n, heads).permute(2, 0, 1).float()
+    bias = attn.position_bias().float()  # with a causal window's mask
     native = kernels.window_attention(qkv, bias, masks, grid, heads)
     if native is not None:
         return native

@@ -6,6 +6,12 @@ dropout. Attention goes through ``scaled_dot_product_attention`` with the bias a
 additive mask. Maps are channels-last (B, H, W, C); grids are zero-padded at the bottom/right to a
 multiple of the window after the first LayerNorm, as in Swin v1 (pad tokens are not masked in
 unshifted windows).
+
+A causal stage (``causal_block`` > 0, the causal ESC) adds one more additive mask to every window:
+a token sees the tokens of its own block of ``causal_block`` time patches (one code frame) and of
+earlier blocks, never later ones. Window and shift are multiples of the block, so every window
+starts on a block boundary and no token sees a later code frame through any window. Only the
+attention is restricted: LayerNorm normalises each token over channels, never across time.
 """
 
 from __future__ import annotations
@@ -56,10 +62,33 @@ def boundary_masks(window: int, shift: int, device: torch.device) -> Tensor:
     return torch.stack([full[2], full[1], full[3]])
 
 
-class WindowAttention(nn.Module):
-    """Multi-head self-attention inside windows with a relative position bias."""
+# Logit added where a causal window hides a later block: exp() of it is exactly 0 in fp32 and
+# bf16 (the shift mask's -100 is not, and need not be: it only separates regions of one grid).
+CAUSAL_MASK_VALUE = -1.0e4
 
-    def __init__(self, dim: int, heads: int, window: int) -> None:
+
+def causal_mask(window: int, block: int) -> Tensor:
+    """Additive (window^2, window^2) mask of a causal window: 0 where the key's block of ``block``
+    time patches is the query's or earlier, ``CAUSAL_MASK_VALUE`` where it is later.
+
+    Tokens are numbered row-major in (frequency, time), as the windows are partitioned."""
+    block_of = (torch.arange(window * window) % window) // block  # time column -> block
+    later = block_of[None, :] > block_of[:, None]  # [query, key]
+    return torch.where(later, CAUSAL_MASK_VALUE, 0.0)
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside windows with a relative position bias.
+
+    Args:
+        dim: width.
+        heads: attention heads.
+        window: window side.
+        causal_block: 0 (every token of a window sees every other), or the time patches of one
+            block that see each other and earlier blocks only (:func:`causal_mask`).
+    """
+
+    def __init__(self, dim: int, heads: int, window: int, causal_block: int = 0) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(
@@ -73,13 +102,24 @@ class WindowAttention(nn.Module):
         self.register_buffer(
             "relative_position_index", relative_position_index(window), persistent=False
         )
+        self.causal_block = causal_block
+        mask = causal_mask(window, causal_block) if causal_block else None
+        # Not persistent: a function of the configuration, so causal and offline ESC share one
+        # state-dict layout (and parameter count).
+        self.register_buffer("time_mask", mask, persistent=False)
+
+    def position_bias(self) -> Tensor:
+        """(heads, N, N) relative position bias, plus the causal mask of a causal window."""
+        n = self.window * self.window
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        bias = bias.view(n, n, self.heads).permute(2, 0, 1)
+        return bias if self.time_mask is None else bias + self.time_mask
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         """(B, num_windows, N, C) -> same shape; ``mask`` is (num_windows, N, N) or None."""
         b, nw, n, c = x.shape
         qkv = fused.linear(x, self.qkv).view(b, nw, n, 3, self.heads, c // self.heads)
-        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        bias = bias.view(n, n, self.heads).permute(2, 0, 1)  # (heads, N, N)
+        bias = self.position_bias()  # (heads, N, N)
         attn_mask = bias if mask is None else bias + mask[:, None]
         if wants_fast_cpu_training(x):
             out = _explicit_attention(qkv, attn_mask.to(x.dtype))
@@ -126,11 +166,19 @@ class FeedForward(nn.Module):
 class SwinBlock(nn.Module):
     """Pre-norm (shifted-)window attention block: x + WMSA(LN(x)), then x + MLP(LN(x))."""
 
-    def __init__(self, dim: int, heads: int, window: int, shift: int, mlp_ratio: float) -> None:
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        window: int,
+        shift: int,
+        mlp_ratio: float,
+        causal_block: int = 0,
+    ) -> None:
         super().__init__()
         self.window, self.shift = window, shift
         self.norm1 = LayerNorm(dim)
-        self.attn = WindowAttention(dim, heads, window)
+        self.attn = WindowAttention(dim, heads, window, causal_block)
         self.norm2 = LayerNorm(dim)
         self.mlp = FeedForward(dim, mlp_ratio)
 
@@ -174,6 +222,8 @@ class SwinStage(nn.Module):
         window: window side (4 in ESC).
         mlp_ratio: MLP expansion (4 in ESC).
         scale: "down" (PatchMerge, halves frequency), "up" (PatchSplit, doubles it) or None.
+        causal_block: 0, or the time patches of one code frame: tokens then see only their own
+            and earlier frames inside each window (:func:`causal_mask`).
     """
 
     def __init__(
@@ -185,11 +235,20 @@ class SwinStage(nn.Module):
         window: int = 4,
         mlp_ratio: float = 4.0,
         scale: str | None = None,
+        causal_block: int = 0,
     ) -> None:
         super().__init__()
         self.window, self.shift = window, window // 2
+        if causal_block < 0 or (
+            causal_block and (window % causal_block or self.shift % causal_block)
+        ):
+            raise ValueError(
+                f"causal_block {causal_block} must divide the window ({window}) and its shift "
+                f"({self.shift}), so that windows start on frame boundaries"
+            )
+        self.causal_block = causal_block
         self.blocks = nn.ModuleList(
-            SwinBlock(dim, heads, window, 0 if i % 2 == 0 else window // 2, mlp_ratio)
+            SwinBlock(dim, heads, window, 0 if i % 2 == 0 else window // 2, mlp_ratio, causal_block)
             for i in range(depth)
         )
         scalers = {"down": PatchMerge, "up": PatchSplit}
@@ -215,6 +274,17 @@ class SwinStage(nn.Module):
         if device not in self._boundary:
             self._boundary[device] = boundary_masks(self.window, self.shift, device)
         return self._boundary[device]
+
+    def block_forward(self, index: int, x: Tensor) -> Tensor:
+        """Block ``index`` alone, on any time slice: (B, H, W, C) -> (B, H, W, C).
+
+        The streaming coder (:mod:`escx.streaming`) runs the blocks one at a time on slices of
+        the time axis; this gives each the masks :meth:`forward` would.
+        """
+        block = self.blocks[index]
+        if wants_fast_cpu_path(x):
+            return block.forward_inference(x, self._boundary_masks(x.device))
+        return block(x, self._mask(x.shape[1], x.shape[2], x.device))
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, H, W, C) -> (B, H', W, C_out)."""

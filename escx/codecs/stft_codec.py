@@ -12,7 +12,7 @@ from escx.backbones.swin import SwinDecoder, SwinEncoder
 from escx.codecs.base import CODECS, Codec, CodecOutput
 from escx.quantizers.base import Quantizer
 from escx.quantizers.cross_scale import CrossScaleRVQ
-from escx.spectral import ComplexSTFT, check_audio
+from escx.spectral import Framing, check_audio, make_stft
 
 
 @CODECS.register
@@ -30,6 +30,9 @@ class STFTCodec(Codec):
         n_fft: STFT size (382 -> 192 bins).
         win_length: window in samples (20 ms).
         hop_length: hop in samples (5 ms).
+        framing: "centered" (ESC: centred frames, overlap-add inverse) or "causal" (frames end
+            with their own hop and the inverse keeps each frame's last hop; the causal ESC,
+            :class:`escx.spectral.CausalSTFT`).
     """
 
     def __init__(
@@ -41,6 +44,7 @@ class STFTCodec(Codec):
         n_fft: int = 382,
         win_length: int = 320,
         hop_length: int = 80,
+        framing: Framing = "centered",
     ) -> None:
         super().__init__()
         self.encoder = encoder if encoder is not None else SwinEncoder()
@@ -48,7 +52,8 @@ class STFTCodec(Codec):
         self.quantizer = quantizer if quantizer is not None else CrossScaleRVQ()
         self.sample_rate = sample_rate
         block = hop_length * self.encoder.time_patch * self.quantizer.frames_per_code
-        self.stft = ComplexSTFT(n_fft, win_length, hop_length, length_multiple=block)
+        self.stft = make_stft(framing, n_fft, win_length, hop_length, block)
+        self.framing = framing
         for part in (self.encoder, self.decoder):
             if part.freq_bins != self.stft.freq_bins:
                 raise ValueError(
