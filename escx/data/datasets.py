@@ -9,6 +9,7 @@ collate gives (B, L) batches.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -17,6 +18,7 @@ from torch.utils.data import Dataset, IterableDataset, Sampler, get_worker_info
 
 from escx.audio import AudioError
 from escx.data.items import AudioItem, ProbedItem, probe_items
+from escx.data.table import AudioTable
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +45,31 @@ def _segment_samples(segment_samples: int | None, segment_seconds: float | None,
     return segment_samples
 
 
+# A read that fails tries the next files; this many failures in a row mean the data is gone
+# (a moved corpus, an unmounted disk), which one clear error says better than a silent search
+# through a million missing files.
+MAX_FAILED_IN_A_ROW = 100
+
+
+def _report_failure(label: str, failures: int, error: AudioError) -> None:
+    """First failure in full, then a running count at 10, 100, 1000, ... (per worker)."""
+    if failures == 1:
+        log.warning("%s: %s; using another file instead (failures are counted)", label, error)
+    elif math.log10(failures).is_integer():
+        log.warning("%s: %d files unreadable so far in this loader process; last: %s", label,
+                    failures, error)  # fmt: skip
+
+
 class _ProbedDataset(Dataset):
-    """Checks its items once; reads fall back to the next file if one breaks after the check."""
+    """Checks its items once; reads fall back to the next file if one breaks after the check.
+
+    ``items`` may also be an :class:`~escx.data.table.AudioTable`, already checked (a data
+    index or a manifest that states lengths): it is used as it is.
+    """
 
     def __init__(
         self,
-        items: Sequence[AudioItem],
+        items: Sequence[AudioItem] | AudioTable,
         sample_rate: int,
         label: str,
         hint: str,
@@ -56,11 +77,16 @@ class _ProbedDataset(Dataset):
     ) -> None:
         self.sample_rate = sample_rate
         self.label = label
-        self.files: list[ProbedItem] = probe_items(items, sample_rate, label, hint, limit)
+        if isinstance(items, AudioTable):
+            self.files: Sequence[ProbedItem] = items
+        else:
+            self.files = probe_items(items, sample_rate, label, hint, limit)
         self._failed: set[int] = set()
 
     def _read(self, index: int, offset: int, num_frames: int | None) -> torch.Tensor:
-        """Read a window of file ``index``; a file that fails now is replaced by the next one."""
+        """Read a window of file ``index``; a file that fails now (deleted, changed or damaged
+        since it was checked) is skipped, counted, and replaced by the next one."""
+        in_a_row = 0
         for step in range(len(self.files)):
             i = (index + step) % len(self.files)
             if i in self._failed:
@@ -68,9 +94,15 @@ class _ProbedDataset(Dataset):
             try:
                 return self.files[i].item.read(self.sample_rate, offset, num_frames)
             except AudioError as err:
-                self._failed.add(i)  # per worker process: warns once per file and worker
-                log.warning("%s: %s; using another file instead", self.label, err)
+                self._failed.add(i)  # per worker process: counted once per file and worker
+                _report_failure(self.label, len(self._failed), err)
                 offset = 0
+                in_a_row += 1
+                if in_a_row >= MAX_FAILED_IN_A_ROW:
+                    raise AudioError(
+                        f"{self.label}: {in_a_row} files in a row failed to read (last: {err}); "
+                        "the data changed since it was checked: check that it is still there"
+                    ) from None
         raise AudioError(f"{self.label}: every file failed to read; check the data")
 
 
@@ -83,7 +115,8 @@ class RandomCropDataset(_ProbedDataset):
     which carries the epoch into worker processes (also persistent ones).
 
     Args:
-        items: audio items (see :mod:`escx.data.sources`).
+        items: audio items (see :mod:`escx.data.sources`), or an already checked
+            :class:`~escx.data.table.AudioTable`.
         segment_samples: crop length in samples (default: ESC's 47 920).
         sample_rate: rate the audio is read at.
         seed: base seed of the crops.
@@ -94,7 +127,7 @@ class RandomCropDataset(_ProbedDataset):
 
     def __init__(
         self,
-        items: Sequence[AudioItem],
+        items: Sequence[AudioItem] | AudioTable,
         segment_samples: int = ESC_SEGMENT_SAMPLES,
         sample_rate: int = 16000,
         seed: int = 53,

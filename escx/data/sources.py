@@ -6,6 +6,8 @@ A source is named by one string (the ``--data.train`` / ``--data.val`` / ``--dat
 * ``path/to/list.csv`` or ``path/to/list.jsonl``: a manifest with a ``path`` column/key (also
   accepted: ``audio_filepath`` as in NeMo manifests, or ``file``) and an optional ``duration`` in
   seconds (or ``seconds``). Relative paths are resolved against the manifest's folder.
+* ``shards/train-{000000..000099}.tar`` or ``pipe:COMMAND``: WebDataset tar shards, local
+  files or the output of a command, brace patterns expanded (:mod:`escx.data.shards`).
 * ``hf:NAME[:SPLIT]``: a Hugging Face dataset, NAME being a hub id (``openslr/librispeech_asr``)
   or a local folder written by ``save_to_disk``; SPLIT defaults to the role's usual split
   (``train``, ``validation``, ``test``). See :mod:`escx.data.hf`.
@@ -13,23 +15,23 @@ A source is named by one string (the ``--data.train`` / ``--data.val`` / ``--dat
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from escx.audio import AudioError, find_audio_files
 from escx.data.items import FileItem, NoUsableAudioError
+from escx.data.manifest import (  # noqa: F401 - ManifestError and the keys are re-exported
+    DURATION_KEYS,
+    PATH_KEYS,
+    ManifestError,
+    read_manifest,
+)
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
-PATH_KEYS = ("path", "audio_filepath", "file")
-DURATION_KEYS = ("duration", "seconds")
 HF_PREFIX = "hf:"
-
-
-class ManifestError(ValueError):
-    """A manifest that cannot be parsed; the message names the file and line."""
+PIPE_PREFIX = "pipe:"
+SHARD_SUFFIX = ".tar"
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,8 @@ class SourceSpec:
     """A parsed source string.
 
     Attributes:
-        kind: ``"folder"``, ``"manifest"`` or ``"hf"``.
-        location: the folder, manifest file, hub id or dataset folder.
+        kind: ``"folder"``, ``"manifest"``, ``"shards"`` or ``"hf"``.
+        location: the folder, manifest file, shard pattern, hub id or dataset folder.
         split: the Hugging Face split given after ``:``, or None.
     """
 
@@ -69,6 +71,8 @@ def parse_source(spec: str) -> SourceSpec:
         if not name:
             raise ValueError(f"bad data source {spec!r}: expected hf:NAME[:SPLIT]")
         return SourceSpec("hf", name, split or None)
+    if spec.startswith(PIPE_PREFIX) or spec.lower().endswith(SHARD_SUFFIX):
+        return SourceSpec("shards", spec)
     if Path(spec).suffix.lower() in MANIFEST_SUFFIXES:
         return SourceSpec("manifest", spec)
     return SourceSpec("folder", spec)
@@ -86,35 +90,8 @@ def folder_items(root: str | Path, hint: str = "check the path") -> list[FileIte
         raise NoUsableAudioError(f"no usable audio in {root}: {err}; {hint}") from None
 
 
-def _pick(row: dict, keys: tuple[str, ...]) -> str | None:
-    for key in keys:
-        if key in row:
-            return key
-    return None
-
-
-def _manifest_rows(path: Path) -> list[tuple[int, dict]]:
-    """(line number, row) pairs of a CSV (with a header) or a JSON-lines manifest."""
-    text = path.read_text(encoding="utf-8-sig")
-    if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(text.splitlines())
-        return [(i + 2, row) for i, row in enumerate(reader)]
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ManifestError(f"{path} line {lineno}: invalid JSON ({err.msg})") from None
-        if not isinstance(row, dict):
-            raise ManifestError(f"{path} line {lineno}: expected a JSON object per line")
-        rows.append((lineno, row))
-    return rows
-
-
 def manifest_items(manifest: str | Path, hint: str = "check the path") -> list[FileItem]:
-    """The files listed by a CSV or JSONL manifest.
+    """The files listed by a CSV or JSONL manifest (:func:`escx.data.manifest.read_manifest`).
 
     Args:
         manifest: a ``.csv`` file with a header row, or a ``.jsonl`` file with one object per line.
@@ -129,26 +106,12 @@ def manifest_items(manifest: str | Path, hint: str = "check the path") -> list[F
     path = Path(manifest)
     if not path.is_file():
         raise NoUsableAudioError(f"no usable audio in {path}: manifest not found; {hint}")
+    rows = read_manifest(path)
     items = []
-    for lineno, row in _manifest_rows(path):
-        key = _pick(row, PATH_KEYS)
-        if key is None or not str(row[key] or "").strip():
-            raise ManifestError(
-                f"{path} line {lineno}: no file path; each row needs a "
-                f"{' / '.join(repr(k) for k in PATH_KEYS)} column or key"
-            )
-        duration = None
-        dkey = _pick(row, DURATION_KEYS)
-        if dkey is not None and str(row[dkey] if row[dkey] is not None else "").strip():
-            try:
-                duration = float(row[dkey])
-            except (TypeError, ValueError):
-                duration = math.nan
-            if not math.isfinite(duration) or duration < 0:
-                raise ManifestError(
-                    f"{path} line {lineno}: {dkey} must be a number of seconds >= 0, "
-                    f"got {row[dkey]!r}"
-                )
-        file = Path(str(row[key]).strip()).expanduser()
-        items.append(FileItem(file if file.is_absolute() else path.parent / file, duration))
+    for i in range(len(rows)):
+        seconds = rows.duration[i]
+        frames, rate = rows.frames[i], rows.sample_rate[i]
+        if frames > 0 and rate > 0:  # an escx index row: the exact length
+            seconds = frames / rate
+        items.append(FileItem(rows.paths[i], None if math.isnan(seconds) else float(seconds)))
     return items

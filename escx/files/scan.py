@@ -17,6 +17,7 @@ import stat
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,26 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
+class FoundFile(NamedTuple):
+    """A file found by :func:`find_files_with_stats`: its path and what ``stat`` said of it."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
 def find_files(root: str | os.PathLike, accept: Callable[[str], bool]) -> list[Path]:
     """Regular files under folder ``root`` whose names ``accept`` takes, recursively, sorted.
+
+    The paths of :func:`find_files_with_stats`, which has the details.
+    """
+    return [Path(found.path) for found in find_files_with_stats(root, accept)]
+
+
+def find_files_with_stats(
+    root: str | os.PathLike, accept: Callable[[str], bool]
+) -> list[FoundFile]:
+    """Regular files under folder ``root`` whose names ``accept`` takes, with size and mtime.
 
     The real folder tree is walked first and folders reached only through links after it, so a
     file is listed under its real path when it has one inside ``root``. Hidden files and folders
@@ -46,15 +65,19 @@ def find_files(root: str | os.PathLike, accept: Callable[[str], bool]) -> list[P
         root: an existing folder.
         accept: takes a file name (not a path), returns whether to list it.
 
+    The size and modification time come from the ``stat`` the walk makes anyway (no file is
+    opened), so a data index can tell which files changed since it was written.
+
     Returns:
-        Paths under ``root`` (as spelled through ``root``, links not resolved), sorted.
+        Paths under ``root`` (as spelled through ``root``, links not resolved) as strings, with
+        their size and mtime (of the file a link points to), sorted by path.
 
     Raises:
         ScanError: the tree is deeper than :data:`MAX_SCAN_DEPTH` folders.
     """
     root = Path(root)
     seen_dirs: set[tuple[int, int]] = set()
-    found: dict[tuple[int, int], tuple[bool, Path]] = {}  # file id -> (via a link, path)
+    found: dict[tuple[int, int], tuple[bool, FoundFile]] = {}  # file id -> (via a link, file)
     skipped: list[str] = []
     unreadable: list[str] = []
     # (folder, depth, reached through a link); linked folders wait until the real tree is done.
@@ -99,7 +122,7 @@ def find_files(root: str | os.PathLike, accept: Callable[[str], bool]) -> list[P
                     continue
                 key = (info.st_dev, info.st_ino)
                 if key not in found or (found[key][0] and not link):
-                    found[key] = (link, Path(entry.path))
+                    found[key] = (link, FoundFile(entry.path, info.st_size, info.st_mtime_ns))
         linked.extend(sub for sub in subfolders if sub[2])  # a queue: name order
         real.extend(sub for sub in reversed(subfolders) if not sub[2])  # a stack: name order
     if skipped:
@@ -116,4 +139,6 @@ def find_files(root: str | os.PathLike, accept: Callable[[str], bool]) -> list[P
         log.warning(
             "could not read %d folder(s) under %s, e.g. %s", len(unreadable), root, unreadable[0]
         )
-    return sorted(path for _, path in found.values())
+    # In the order of Path objects (component by component), without building a Path per file:
+    # NUL sorts below every character a name can hold, as the end of a component does.
+    return sorted((file for _, file in found.values()), key=lambda f: f.path.replace(os.sep, "\0"))
