@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import warnings
 
 import lightning as L
 import torch
@@ -24,12 +26,14 @@ from escx.data.datasets import (
 from escx.data.hf import hf_items, iter_items, open_hf_dataset
 from escx.data.items import AudioItem, log_once_per_process
 from escx.data.resumable import ResumableDataLoader
+from escx.data.shard_stream import ShardCropDataset, ShardLoader
 from escx.data.sources import SourceSpec, folder_items, manifest_items, parse_source
-from escx.security.resources import check_data_sizes, check_workers
+from escx.data.train_sources import TrainSources
+from escx.security.resources import check_data_sizes, check_workers, usable_cores
 
 log = logging.getLogger(__name__)
 
-SOURCE_FORMS = "a folder, a .csv/.jsonl manifest, or hf:NAME[:SPLIT]"
+SOURCE_FORMS = "a folder, a .csv/.jsonl manifest, WebDataset shards (train), or hf:NAME[:SPLIT]"
 
 
 class _EpochLoader(DataLoader):
@@ -75,6 +79,10 @@ class AudioDataModule(L.LightningDataModule):
         hf_config: configuration name of ``hf:`` hub datasets (e.g. ``clean`` for LibriSpeech).
         streaming: stream ``hf:`` training data instead of downloading it first.
         seed: seed of the shuffling and of the random crops.
+        index: keep a data index of a training folder (:mod:`escx.data.index`): the first start
+            checks every file, later starts only new or changed ones.
+        index_dir: where the index is kept; None: ``<trainer.default_root_dir>/index``. A
+            folder shared by several runs lets them share one scan.
     """
 
     def __init__(
@@ -94,6 +102,8 @@ class AudioDataModule(L.LightningDataModule):
         hf_config: str | None = None,
         streaming: bool = False,
         seed: int = 53,
+        index: bool = True,
+        index_dir: str | None = None,
     ) -> None:
         super().__init__()
         for name, value in (
@@ -126,6 +136,7 @@ class AudioDataModule(L.LightningDataModule):
         self.val_segments_per_file = val_segments_per_file
         self.hf_audio_column, self.hf_config = hf_audio_column, hf_config
         self.streaming, self.seed = streaming, seed
+        self.index, self.index_dir = index, index_dir
         self.datasets: dict[str, Dataset] = {}
 
     # ---- building -------------------------------------------------------------------------
@@ -162,6 +173,19 @@ class AudioDataModule(L.LightningDataModule):
         # Evaluation sets are small: hold the first rows of a stream in memory.
         return list(itertools.islice(iter_items(ds, self.hf_audio_column, str(spec)), limit))
 
+    def _train_sources(self) -> TrainSources:
+        index_dir = self.index_dir
+        if index_dir is None and self.trainer is not None:
+            index_dir = os.path.join(self.trainer.default_root_dir, "index")
+        devices = max(1, getattr(self.trainer, "num_devices", 1) or 1)
+        return TrainSources(
+            sample_rate=self.sample_rate,
+            index_dir=index_dir if self.index else None,
+            # Processes per rank that check files: the loader's workers, or this rank's cores.
+            workers=max(1, self.num_workers, usable_cores() // devices),
+            hint=self._hint("train"),
+        )
+
     def build(self, role: str) -> Dataset | None:
         """Build (once) and return the dataset for ``"train"``, ``"val"`` or ``"test"``."""
         if role in self.datasets:
@@ -184,9 +208,19 @@ class AudioDataModule(L.LightningDataModule):
                 world_size=world,
                 label=label,
             )
+        elif role == "train" and spec.kind == "shards":
+            rank, world = self._rank()
+            shards = self._train_sources().shards(spec)
+            dataset = ShardCropDataset(shards, self.segment_samples, self.sample_rate, self.seed,
+                                       self.batch_size, rank, world, label=label)  # fmt: skip
+        elif spec.kind == "shards":
+            raise ValueError(
+                f"--data.{role} {label}: shards are a training source; give --data.{role} a "
+                "folder or a manifest"
+            )
         elif role == "train":
             dataset = RandomCropDataset(
-                self._items(role, spec, None),
+                self._train_sources().table(spec) or self._items(role, spec, None),
                 self.segment_samples,
                 self.sample_rate,
                 self.seed,
@@ -245,8 +279,18 @@ class AudioDataModule(L.LightningDataModule):
             )
             loader.epochs_started = self.trainer.current_epoch if self.trainer is not None else 0
             return loader
-        _, world = self._rank()
         trainer = self.trainer
+        if isinstance(dataset, ShardCropDataset):
+            # Each worker reads its own share of the stream (escx.data.shard_stream), so the
+            # length is exact; PyTorch warns about __len__ with workers whatever the dataset.
+            warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__`")
+            return ShardLoader(
+                dataset,
+                position_fn=lambda: _position(trainer),
+                batch_size=self.batch_size,
+                **self._loader_options(),
+            )
+        _, world = self._rank()
         return ResumableDataLoader(
             dataset,
             consumed_fn=(lambda: _batches_trained(trainer)) if trainer is not None else None,
@@ -271,6 +315,13 @@ class AudioDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader | list:
         """Like :meth:`val_dataloader` for the test source."""
         return self._eval_loader("test")
+
+
+def _position(trainer: L.Trainer | None) -> tuple[int, int]:
+    """(epoch, batches of it trained): where a training stream stands."""
+    if trainer is None:
+        return 0, 0
+    return trainer.current_epoch, _batches_trained(trainer)
 
 
 def _batches_trained(trainer: L.Trainer) -> int:
