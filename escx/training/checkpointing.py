@@ -15,7 +15,9 @@ it, which is a non-atomic copy when that folder is on another file system). The 
   is a new run with a new id;
 * on Ctrl-C or SIGTERM, training stops at the end of the current batch and writes ``last.ckpt``
   there (:mod:`escx.training.stopping`), so the run resumes exactly where it stopped; on any
-  other error the current state is written to ``last.ckpt`` too.
+  other error the current state is written to ``last.ckpt`` too;
+* under SLURM, SIGUSR1 does the same and then requeues the job (:mod:`escx.training.slurm`);
+  the SLURM job id is stored beside the run id, so the requeued job resumes by itself.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import lightning as L
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from escx.training.slurm import REQUEUE_SIGNAL, requeue, slurm_job_id
 from escx.training.stopping import StopRequests, stop_exception
 
 log = logging.getLogger(__name__)
@@ -165,6 +168,9 @@ class EscxCheckpoint(ModelCheckpoint):
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         run = {"run_id": self._run_id}
+        job = slurm_job_id()
+        if job is not None:  # the requeued job (same id) resumes by itself (resume.py)
+            run["slurm_job_id"] = job
         wandb = [lg for lg in trainer.loggers if type(lg).__name__ == "WandbLogger"]
         if wandb:  # `--ckpt_path last` continues this W&B run (escx.training.resume)
             run["wandb_run_id"] = str(wandb[0].version)
@@ -192,9 +198,12 @@ class EscxCheckpoint(ModelCheckpoint):
     ) -> None:
         super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
         signum = self._stops.agreed(trainer) if self.save_on_exception else 0
-        if signum:  # Ctrl-C or SIGTERM arrived during this batch: save here, then stop
-            self._save_resumable(trainer, signal_name(signum))
+        if signum:  # Ctrl-C, SIGTERM or SLURM's SIGUSR1 arrived during this batch: save here
+            requeued = signum == REQUEUE_SIGNAL
+            self._save_resumable(trainer, signal_name(signum), requeued)
             self._saved_on_stop = True
+            if signum == REQUEUE_SIGNAL and trainer.is_global_zero:
+                requeue()  # after the save: the requeued job must find this last.ckpt
             raise stop_exception(signum)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -213,16 +222,13 @@ class EscxCheckpoint(ModelCheckpoint):
         if not getattr(self, "_saved_on_stop", False):  # an error, or Ctrl-C pressed twice
             self._save_resumable(trainer, type(exception).__name__)
 
-    def _save_resumable(self, trainer: L.Trainer, reason: str) -> None:
+    def _save_resumable(self, trainer: L.Trainer, reason: str, requeued: bool = False) -> None:
         path = os.path.join(self.dirpath, self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)
         trainer.save_checkpoint(path)
         self.last_model_path = path
-        log.warning(
-            "training stopped (%s); resumable checkpoint written to %s "
-            "(resume with --ckpt_path last)",
-            reason,
-            path,
-        )
+        how = "the requeued job resumes from it" if requeued else "resume with --ckpt_path last"
+        log.warning("training stopped (%s); resumable checkpoint written to %s (%s)", reason,
+                    path, how)  # fmt: skip
 
 
 def signal_name(signum: int) -> str:

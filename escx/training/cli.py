@@ -16,6 +16,8 @@ from escx.commands.common import EXIT_SIGINT, EXIT_SIGTERM, CommandError
 from escx.config import ConfigError, registries
 from escx.security import UntrustedClassPath, import_policy
 from escx.training.argv import check_arguments
+from escx.training.slurm import EXIT_REQUEUED, RequeueExit, install_early_handler
+from escx.training.slurm import stopped_message as slurm_stopped_message
 
 
 def run_lightning(argv: list[str]) -> int:
@@ -31,6 +33,7 @@ def run_lightning(argv: list[str]) -> int:
     from escx.training.quiet import silence_known_noise
 
     silence_known_noise()
+    install_early_handler()  # under SLURM, SIGUSR1 from now on means "save and requeue"
     EscxCLI.argv = list(argv)
     EscxCLI.checkpoint_dir = None
     # LightningCLI reads sys.argv; set it rather than passing args (which it warns about when
@@ -65,6 +68,8 @@ def _stopped_message(code: int) -> str:
     """What to do after Ctrl-C or SIGTERM: resume only when a checkpoint was written."""
     from escx.training.lightning_cli import EscxCLI
 
+    if code == EXIT_REQUEUED:
+        return slurm_stopped_message()
     signal_name = "SIGTERM" if code == EXIT_SIGTERM else "Ctrl-C"
     folder = EscxCLI.checkpoint_dir
     if folder is not None and (folder / "last.ckpt").is_file():
@@ -79,13 +84,16 @@ def _stopped_message(code: int) -> str:
 
 
 def _interrupted_exit_code(stop: SystemExit) -> int | None:
-    """130 or 143 when Lightning ended a run because of Ctrl-C or SIGTERM, else None.
+    """130 or 143 when Lightning ended a run because of Ctrl-C or SIGTERM, 138 when escx stopped
+    it for a SLURM requeue (SIGUSR1), else None.
 
     Lightning turns both into a SystemExit with an ordinary code (0 for SIGTERM, 1 for Ctrl-C),
     so drivers could not tell a stopped run from a finished or failed one.
     """
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    if isinstance(stop, RequeueExit):
+        return EXIT_REQUEUED
     if isinstance(stop, SIGTERMException):
         return EXIT_SIGTERM
     if isinstance(stop.__context__, KeyboardInterrupt):  # raised in Lightning's Ctrl-C handler

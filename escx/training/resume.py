@@ -4,7 +4,9 @@ Checked on the parsed ``escx fit`` config, before anything is instantiated, so a
 leaves the folder as it was (no config.yaml rewritten, no new W&B run):
 
 * a new run (no ``--ckpt_path``) in a folder whose checkpoint folder holds ``last.ckpt`` is a
-  one-line error that says to resume or pick another folder;
+  one-line error that says to resume or pick another folder, except under SLURM when that
+  ``last.ckpt`` was written by this very job: a requeued job reruns its command unchanged, and
+  resumes (:mod:`escx.training.slurm`);
 * ``--ckpt_path last`` becomes the path of that ``last.ckpt`` (Lightning would look for it in the
   logger's versioned folder), and a W&B logger gets the run id stored in it, so the resumed run
   continues the same W&B run. With no ``last.ckpt`` yet the run starts from scratch, as in
@@ -24,6 +26,7 @@ from typing import Any
 from escx.commands.common import CommandError
 from escx.training.checkpoint_checks import check_same_run, read_training_checkpoint
 from escx.training.checkpointing import run_folder_message
+from escx.training.slurm import same_job_message, slurm_job_id
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +68,14 @@ def prepare_fit(config: Any, default_root: str) -> dict[str, Any] | None:
     last = folder / LAST
     ckpt_path = config.get("ckpt_path")
     if ckpt_path is None:
-        if last.is_file():
+        if not last.is_file():
+            return None
+        if slurm_job_id() is None:
             raise CommandError(run_folder_message(folder))
-        return None
+        blob = _requeued_job_checkpoint(last, folder)  # a requeued job resumes its own run
+        config["ckpt_path"] = os.fspath(last)
+        _resume_wandb(trainer, blob)
+        return blob
     if ckpt_path == "last":
         if not last.is_file():
             log.warning("--ckpt_path last: no %s yet, so this run starts from scratch", last)
@@ -79,6 +87,26 @@ def prepare_fit(config: Any, default_root: str) -> dict[str, Any] | None:
     check_same_run(path, blob, folder)
     if last.is_file():  # the folder's own run goes on, in its W&B run too
         _resume_wandb(trainer, blob)
+    return blob
+
+
+def _requeued_job_checkpoint(last: Path, folder: Path) -> dict[str, Any]:
+    """``last`` read and checked, if this SLURM job wrote it (a requeued job keeps its id).
+
+    Raises:
+        CommandError: another job's run, or a run started outside SLURM.
+    """
+    blob = read_training_checkpoint(last, "fit")
+    section = blob.get("escx_run")
+    stored = section.get("slurm_job_id") if isinstance(section, dict) else None
+    if stored != slurm_job_id():
+        raise CommandError(same_job_message(folder, stored if isinstance(stored, str) else None))
+    log.warning(
+        "SLURM job %s (restart %s) resumes its run from %s",
+        stored,
+        os.environ.get("SLURM_RESTART_COUNT", "?"),
+        last,
+    )
     return blob
 
 

@@ -6,7 +6,8 @@ optimizer step. A checkpoint written at those points does not always resume exac
 at an epoch's end restarts one batch late with shifted data (measured: losses differ from the
 uninterrupted run from the first resumed step on). escx therefore only *records* the request
 while training and acts on it in ``on_train_batch_end``, the point Lightning's own step-based
-checkpoints use and restore from exactly. A second Ctrl-C stops at once, as before.
+checkpoints use and restore from exactly. A second Ctrl-C stops at once, as before. Under
+SLURM, SIGUSR1 (the requeue signal) is recorded the same way (:mod:`escx.training.slurm`).
 """
 
 from __future__ import annotations
@@ -29,11 +30,15 @@ class StopRequests:
         self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
-        """Replace the SIGINT and SIGTERM handlers (main thread only; a no-op elsewhere)."""
+        """Replace the SIGINT and SIGTERM handlers, and SIGUSR1's under SLURM (main thread only;
+        a no-op elsewhere). A SIGUSR1 recorded before training started counts as requested."""
+        from escx.training.slurm import REQUEUE_SIGNAL, take_pending, under_slurm
+
         if threading.current_thread() is not threading.main_thread() or self._previous:
             return
-        self.signum = 0
-        for signum in STOP_SIGNALS:
+        self.signum = take_pending()
+        signals = (*STOP_SIGNALS, REQUEUE_SIGNAL) if under_slurm() else STOP_SIGNALS
+        for signum in signals:
             self._previous[signum] = signal.signal(signum, self._request)
 
     def restore(self) -> None:
@@ -57,7 +62,12 @@ class StopRequests:
 
 
 def stop_exception(signum: int) -> BaseException:
-    """What Lightning expects for the signal: its SIGTERM exit, or a KeyboardInterrupt."""
+    """What Lightning expects for the signal: its SIGTERM exit, or a KeyboardInterrupt; for
+    SLURM's SIGUSR1 escx's own :class:`~escx.training.slurm.RequeueExit`."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    from escx.training.slurm import REQUEUE_SIGNAL, RequeueExit
+
+    if signum == REQUEUE_SIGNAL:
+        return RequeueExit()
     return SIGTERMException() if signum == signal.SIGTERM else KeyboardInterrupt()
