@@ -163,15 +163,33 @@ def evaluate(
     say(f"\n== evaluating {title} on {len(files)} files (progress on stderr)")
     rows = evaluate_codec(
         handle, files, streams=streams, progress=True, with_stoi=True, with_models=with_models,
-        listen=listen, progress_label=f"eval {title}",
+        listen=listen, progress_label=f"eval {title}", name="escx",
     )  # fmt: skip
     rows = [{**(extra or {}), **row} for row in rows]
+    if report is not None:  # the trained codec's report: Opus on the same clips beside it
+        rows += _opus_rows(files, with_models, listening)
     say(f"\n== {title}\n")
     say(markdown_table(rows))
     if report is not None:
         text = describe(handle, files[0].parent, rows) + (f" {caption}" if caption else "")
         write_report(rows, report, f"escx demo: {title}", text, listening=listening)
     return rows
+
+
+def _opus_rows(files: list[Path], with_models: bool, listening: Any) -> list[dict[str, Any]]:
+    """libopus at 6, 9 and 12 kbps on ``files`` with players, or none (one warning line) when
+    libopus is not installed: the demo never fails for want of its reference line."""
+    from escx.baselines import BaselineUnavailable
+    from escx.evaluation.classical import evaluate_baselines
+
+    listen = listening.labelled("classical codecs") if listening is not None else None
+    try:
+        return evaluate_baselines(
+            ["opus"], files, progress=True, with_models=with_models, listen=listen
+        )
+    except BaselineUnavailable as error:
+        sys.stderr.write(f"escx demo: warning: no Opus beside the codec: {error}\n")
+        return []
 
 
 def summary_line(
@@ -191,12 +209,15 @@ def summary_line(
 
     parts = []
     for kbps in SUMMARY_KBPS:
-        row = next((r for r in rows if r["kbps"] == kbps), None)
+        row = next((r for r in rows if r["kbps"] == kbps and r.get("codec") != "opus"), None)
         if row is not None:
             parts.append(
                 f"{kbps:g} kbps PESQ {score(row, 'pesq', '.2f')} STOI {score(row, 'stoi', '.2f')}"
                 f" SI-SDR {score(row, 'sisdr', '.1f')} dB"
             )
+    opus = next((r for r in rows if r.get("codec") == "opus" and r["kbps"] == 9.0), None)
+    if opus is not None:  # what a classical codec does with the same bits, for scale
+        parts.append(f"Opus at 9 kbps: PESQ {score(opus, 'pesq', '.2f')}")
     kind = "SYNTHETIC audio, not speech" if synthetic else "real speech"
     how = f", {processes} processes" if processes > 1 else ""
     return (

@@ -142,6 +142,11 @@ def test_the_demo_summary_line_names_real_speech_and_both_bitrates():
     )
     two = summary_line(2000, "quick", Path("data"), 143, False, rows, Path("r.html"), processes=2)
     assert two.startswith("escx demo: trained 2000 steps (quick recipe, 2 processes) on data/")
+    # Opus on the same clips goes beside the codec, for scale; its rows never replace the codec's.
+    opus = [{"codec": "opus", "kbps": k, "pesq": p} for k, p in ((6.0, 1.9), (9.0, 3.07))]
+    line = summary_line(2000, "quick", Path("data"), 143, False, opus + rows, Path("r.html"))
+    assert "9 kbps PESQ 1.62 STOI 0.70 SI-SDR 0.4 dB; 1.5 kbps PESQ 1.21" in line
+    assert line.endswith("; Opus at 9 kbps: PESQ 3.07; report r.html")
 
 
 def test_the_demo_from_a_scratch_folder_ends_with_a_summary_and_warns_of_synthetic_data(tmp_path):
@@ -162,10 +167,11 @@ def test_the_demo_from_a_scratch_folder_ends_with_a_summary_and_warns_of_synthet
     lines = result.stdout.strip().splitlines()
     number = r"(-?\d+\.\d+|n/a)"
     bitrate = rf"{{}} kbps PESQ {number} STOI {number} SI-SDR {number} dB"
+    opus = rf"; Opus at 9 kbps: PESQ {number}" if _has_opus() else ""
     assert re.fullmatch(
         r"escx demo: trained 2 steps \(quick recipe, 2 processes\) on data/ \(4 train files, "
-        rf"SYNTHETIC audio, not speech\): {bitrate.format('9')}; {bitrate.format('1.5')}; report "
-        r"demo/report/report\.html",
+        rf"SYNTHETIC audio, not speech\): {bitrate.format('9')}; {bitrate.format('1.5')}{opus}; "
+        r"report demo/report/report\.html",
         lines[-1],
     ), lines[-1]
     assert lines[-2].startswith("!!! WARNING: data holds SYNTHETIC") and "NOT speech" in lines[-2]
@@ -175,6 +181,16 @@ def test_the_demo_from_a_scratch_folder_ends_with_a_summary_and_warns_of_synthet
     assert (report / "report.html").is_file() and (report / "quality_vs_bitrate.png").is_file()
     assert "Trained 2 steps with the quick recipe (experiments/esc.yaml + experiments/tiny.yaml " \
         "+ experiments/recipes/quick.yaml + " in (report / "results.md").read_text()  # fmt: skip
+
+
+def _has_opus() -> bool:
+    from escx.baselines import BaselineUnavailable, load_baseline
+
+    try:
+        load_baseline("opus")
+    except BaselineUnavailable:
+        return False
+    return True
 
 
 def test_a_run_folder_is_checked_without_touching_it(tmp_path):
