@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+from escx.benchmark.data_loader import add_data_arguments, run_data_command
 from escx.commands.common import ArgumentParser, CommandError, say
 
 
@@ -67,6 +68,7 @@ def main(argv: list[str]) -> int:
         help="devices (default: cpu, plus cuda when available)",
     )
     parser.add_argument("-o", "--out", default="results/bench", help="folder for the report")
+    add_data_arguments(parser)  # --data DIR: the training data loader instead (data_loader.py)
     args = parser.parse_args(argv)
     for name in ("seconds", "repeats", "threads", "train_batch", "train_seconds", "train_repeats"):
         if getattr(args, name) <= 0:
@@ -74,6 +76,9 @@ def main(argv: list[str]) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CommandError(f"-o {out} is a file; give a folder for the report")
+    if args.data is not None:
+        logging.basicConfig(level=logging.WARNING, format="escx bench: %(message)s")
+        return run_data_command(args, out)
     for flag, path in (("--model", args.model), ("--quality-model", args.quality_model)):
         if path and not Path(path).is_file():
             raise CommandError(f"{flag} {path}: no such checkpoint")
