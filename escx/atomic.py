@@ -30,15 +30,18 @@ from pathlib import Path
 
 from escx.files.targets import output_target
 
-_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
+# This host's name as it may appear in a file name: temporaries and staging folders carry their
+# writer's host and pid, so that only leftovers of dead writers on this host are ever removed.
+HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
 
 
 def _pattern(target: Path, suffix: str) -> re.Pattern[str]:
     name = re.escape(target.name)
-    return re.compile(rf"^\.{name}\.(\d+)-{re.escape(_HOST)}\.[^.]+\.tmp{re.escape(suffix)}$")
+    return re.compile(rf"^\.{name}\.(\d+)-{re.escape(HOST)}\.[^.]+\.tmp{re.escape(suffix)}$")
 
 
-def _alive(pid: int) -> bool:
+def writer_alive(pid: int) -> bool:
+    """Whether process ``pid`` on this host still runs (its leftovers must then stay)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -58,7 +61,7 @@ def remove_stale_temporaries(target: str | os.PathLike, suffix: str = "") -> lis
         return removed
     for entry in entries:
         match = pattern.match(entry.name)
-        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
+        if match and int(match.group(1)) != os.getpid() and not writer_alive(int(match.group(1))):
             try:
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
@@ -123,7 +126,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     path = target.real  # a link's target is replaced; the link stays
     remove_stale_temporaries(path, suffix)
     fd, name = tempfile.mkstemp(
-        prefix=f".{path.name}.{os.getpid()}-{_HOST}.", suffix=f".tmp{suffix}", dir=path.parent
+        prefix=f".{path.name}.{os.getpid()}-{HOST}.", suffix=f".tmp{suffix}", dir=path.parent
     )
     os.close(fd)
     tmp = Path(name)

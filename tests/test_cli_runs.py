@@ -185,11 +185,11 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(corpus, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == before
 
     # A temporary left by a writer killed on this host is removed by the next checkpoint write.
-    from escx.atomic import _HOST
+    from escx.atomic import HOST
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = last.parent / f".last.ckpt.{dead.pid}-{_HOST}.abcd1234.tmp"
+    stale = last.parent / f".last.ckpt.{dead.pid}-{HOST}.abcd1234.tmp"
     stale.write_bytes(b"partial")
 
     resumed = subprocess.run(

@@ -22,13 +22,13 @@ import os
 import re
 import shutil
 import signal
-import socket
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
+from escx.atomic import HOST, writer_alive
+
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -71,19 +71,9 @@ def _signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
 def _leftover(name: str) -> re.Pattern[str]:
     return re.compile(
-        rf"^\.{re.escape(name)}\.escx-(?:staging|replaced)\.(\d+)-{re.escape(_HOST)}\.[^.]+$"
+        rf"^\.{re.escape(name)}\.escx-(?:staging|replaced)\.(\d+)-{re.escape(HOST)}\.[^.]+$"
     )
 
 
@@ -97,7 +87,7 @@ def remove_stale_staging(out: Path) -> list[Path]:
         return removed
     for entry in entries:
         match = pattern.match(entry.name)
-        if match and int(match.group(1)) != os.getpid() and not _pid_alive(int(match.group(1))):
+        if match and int(match.group(1)) != os.getpid() and not writer_alive(int(match.group(1))):
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(Path(entry.path))
     return removed
@@ -177,7 +167,7 @@ def staged_report(out: str | os.PathLike) -> Iterator[Path]:
     out = Path(out).resolve()
     remove_stale_staging(out)
     staging = Path(
-        tempfile.mkdtemp(prefix=f".{out.name}.escx-staging.{os.getpid()}-{_HOST}.", dir=out.parent)
+        tempfile.mkdtemp(prefix=f".{out.name}.escx-staging.{os.getpid()}-{HOST}.", dir=out.parent)
     )
     try:
         os.chmod(staging, _folder_mode(out))  # mkdtemp makes 0700
