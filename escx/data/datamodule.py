@@ -25,6 +25,7 @@ from escx.data.datasets import (
 )
 from escx.data.hf import hf_items, iter_items, open_hf_dataset
 from escx.data.items import AudioItem, log_once_per_process
+from escx.data.precheck import precheck_train_source
 from escx.data.resumable import ResumableDataLoader
 from escx.data.shard_stream import ShardCropDataset, ShardLoader
 from escx.data.sources import SourceSpec, folder_items, manifest_items, parse_source
@@ -127,6 +128,8 @@ class AudioDataModule(L.LightningDataModule):
             sample_rate, segment_samples, val_segment_samples, batch_size, val_batch_size
         )
         check_workers(num_workers)
+        if train is not None:  # cheap checks now, before the trainer prints or writes anything
+            precheck_train_source(parse_source(train))
         self.save_hyperparameters()
         self.train, self.val, self.test = train, val, test
         self.sample_rate = sample_rate

@@ -93,7 +93,7 @@ class _Columns:
         )
 
 
-def _bounded_lines(handle: Any, path: Path) -> Iterator[str]:
+def bounded_lines(handle: Any, path: Path) -> Iterator[str]:
     """Lines of ``handle``, refusing one longer than :data:`MAX_LINE_CHARS` before storing it."""
     lineno = 0
     while True:
@@ -186,7 +186,7 @@ def read_manifest(manifest: str | os.PathLike) -> ManifestRows:
     base = os.path.dirname(os.path.abspath(path))
     columns = _Columns()
     with open(path, encoding="utf-8-sig", newline="") as handle:
-        lines = _bounded_lines(handle, path)
+        lines = bounded_lines(handle, path)
         if path.suffix.lower() == ".csv":
             reader = csv.reader(lines)
             header = next(reader, None) or []

@@ -172,6 +172,36 @@ def _no_audio(url: str) -> str:
     return f"{url} holds no audio samples (members named KEY.wav/.flac/.ogg/.mp3)"
 
 
+def quick_check_shard(url: str) -> str:
+    """Why a local shard is unusable at a glance, or "" (one stat and two small reads).
+
+    Catches a missing file, a file that is not a tar (its first header's checksum) and nearly
+    every truncated one: a tar is a whole number of 512-byte blocks ending in two zero blocks.
+    :func:`check_shard` reads every header; this is the check made before anything is built.
+    """
+    if url.startswith(PIPE_PREFIX):
+        return ""
+    try:
+        size = os.stat(url).st_size
+        with open(url, "rb") as stream:
+            head = stream.read(512)
+            stream.seek(max(0, size - 1024))
+            tail = stream.read(1024)
+    except OSError as err:
+        return f"{url}: shard not found or unreadable ({err.strerror})"
+    try:
+        tarfile.TarInfo.frombuf(head, tarfile.ENCODING, "surrogateescape")
+    except tarfile.HeaderError as err:
+        if head != bytes(512) or size < 1024:  # an all-zero first block is an empty tar
+            return f"{url} is not a tar archive ({err})"
+    if size % 512 or tail != bytes(1024):
+        return (
+            f"{url} is truncated: {size:,} bytes, not a whole tar ending in its end-of-archive "
+            "blocks; copy or write the shard again"
+        )
+    return ""
+
+
 def check_shard(url: str) -> ShardInfo:
     """Count the audio samples of a shard and check that it is a whole tar file."""
     if not url.startswith(PIPE_PREFIX):
