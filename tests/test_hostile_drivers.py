@@ -16,7 +16,8 @@ import yaml
 from training_helpers import ESC, TINY, write_corpus
 
 from escx.experiments.sweep import check_sets, expand_command
-from escx.experiments.sweep_file import MAX_BYTES, load_sweep
+from escx.experiments.sweep_file import load_sweep
+from escx.security.limits import MAX_CONFIG_BYTES
 
 ESCX = str(Path(sys.executable).parent / "escx")
 ENTRIES = {"escx": [ESCX], "python -m escx.cli": [sys.executable, "-m", "escx.cli"]}
@@ -36,13 +37,16 @@ def _sweep(method: str, parameters: dict, command: list | None = None) -> str:
     )
 
 
-BOMB = """method: grid
-metric: {name: val/pesq@9kbps}
-a: &a [x, x, x, x, x, x, x, x, x, x]
-b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]
-c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]
-parameters: {model.quantizer_dropout: {values: *c}}
-command: [escx, fit, "${args}"]
+# Nine levels of ten aliases each: 10**9 values from a few hundred bytes.
+_LEVELS = "\n".join(
+    f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10) if i else ', '.join(['x'] * 10)}]"
+    for i in range(9)
+)
+BOMB = f"""method: grid
+metric: {{name: val/pesq@9kbps}}
+{_LEVELS}
+parameters: {{model.quantizer_dropout: {{values: *l8}}}}
+command: [escx, fit, "${{args}}"]
 """
 # Sweep files the table uses, written into the clean folder.
 FILES = {
@@ -76,8 +80,8 @@ CASES = {
     "sweep: another program": (["sweep", "other-program.yaml"],
                                "command must start with `escx fit`"),
     "sweep: no ${args}": (["sweep", "no-args.yaml"], "command must contain ${args}"),
-    "sweep: YAML alias bomb": (["sweep", "bomb.yaml"], "YAML aliases (*a) are not allowed"),
-    "sweep: oversized file": (["sweep", "big.yaml"], "too large for a sweep file"),
+    "sweep: YAML alias bomb": (["sweep", "bomb.yaml"], "expands to more than 100,000 values"),
+    "sweep: oversized file": (["sweep", "big.yaml"], "sweep file of 1,048,580 bytes"),
     "sweep: --cuont": (["sweep", "ok.yaml", "--cuont", "1"],
                        "unknown option --cuont; did you mean --count?"),
     "sweep: --print_config": (["sweep", "ok.yaml", "--print_config"],
@@ -107,7 +111,7 @@ def sources(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("hostile-sources")
     for name, text in FILES.items():
         (folder / name).write_text(text)
-    (folder / "big.yaml").write_text("# padding\n" * (MAX_BYTES // 10 + 1))
+    (folder / "big.yaml").write_text("# padding\n" * (MAX_CONFIG_BYTES // 10 + 1))
     write_corpus(folder / "data" / "train", 2, 0.5, seed=31)
     write_corpus(folder / "data" / "val", 1, 0.5, seed=32)
     return folder

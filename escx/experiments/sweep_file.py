@@ -6,8 +6,9 @@ a string, not a list, so W&B refuses it, and so does escx (it would otherwise it
 string's characters). A few things W&B accepts are refused because escx cannot honour them
 locally (distributions it does not sample, nested parameters, other programs than ``escx fit``).
 
-The file is bounded before it is parsed: at most :data:`MAX_BYTES`, no YAML aliases (a few
-lines of nested aliases expand to billions of nodes), at most :data:`MAX_DEPTH` levels.
+The file is bounded before anything is built from it, as every config escx reads
+(:mod:`escx.security.limits`): its size, its values with YAML alias expansions counted (a few
+lines of nested aliases expand to billions), its nesting.
 """
 
 from __future__ import annotations
@@ -21,12 +22,6 @@ from typing import Any
 import yaml
 
 from escx.config import ConfigError
-
-# Sweep files are a few hundred bytes (the shipped ones are under 1 KB); 1 MiB leaves room for
-# any hand-written grid while bounding what is read and parsed.
-MAX_BYTES = 1 << 20
-# Nesting of mappings and lists: the shipped files nest 5 deep (a list of lists in `values`).
-MAX_DEPTH = 32
 
 METHODS = ("grid", "random", "bayes")
 # Top-level keys of W&B's schema; escx uses method, metric, parameters, command, program and
@@ -61,50 +56,30 @@ MACROS = ("${env}", "${program}", "${args}")
 
 
 def read_bounded_yaml(path: str | Path, what: str = "sweep file") -> Any:
-    """Parse a YAML file of at most :data:`MAX_BYTES` with no aliases and bounded nesting.
+    """Parse a YAML file within the bounds every escx config has (escx.security.limits: size,
+    values with alias expansions counted, nesting), before anything is built from it.
 
     Raises:
         ConfigError: one line saying what is wrong with the file.
     """
+    from escx.security.limits import SizeLimitError, read_yaml_file
+
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{what} not found: {path}")
     if not path.is_file():
         raise ConfigError(f"{what} {path} is not a regular file")
     try:
-        with open(path, "rb") as file:
-            data = file.read(MAX_BYTES + 1)
-    except OSError as error:
-        raise ConfigError(f"cannot read {what} {path}: {error.strerror or error}") from None
-    if len(data) > MAX_BYTES:
-        raise ConfigError(f"{path} is larger than {MAX_BYTES // 1024} KiB, too large for a {what}")
-    try:
-        text = data.decode("utf-8")
+        return read_yaml_file(path, what)
+    except SizeLimitError as error:
+        raise ConfigError(str(error)) from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not a text (UTF-8) file") from None
-    try:
-        _check_events(text, path)
-        return yaml.safe_load(text)
+    except OSError as error:
+        raise ConfigError(f"cannot read {what} {path}: {error.strerror or error}") from None
     except yaml.YAMLError as error:
         first = str(error).splitlines()[0] if str(error) else "parse error"
         raise ConfigError(f"{path} is not valid YAML: {first}") from None
-
-
-def _check_events(text: str, path: Path) -> None:
-    """Refuse aliases and deep nesting from the event stream (flat, before anything is built)."""
-    depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        if isinstance(event, yaml.AliasEvent):
-            raise ConfigError(
-                f"{path}: YAML aliases (*{event.anchor}) are not allowed in a sweep file; "
-                "write the values out"
-            )
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise ConfigError(f"{path} nests deeper than {MAX_DEPTH} levels")
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
 
 
 def _unknown(kind: str, key: Any, known: tuple[str, ...]) -> str:
