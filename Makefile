@@ -16,7 +16,7 @@ RECIPE ?=
 DEVICES ?= 1
 BENCH_ARGS ?=
 
-.PHONY: help install test test-slow test-browser lint format bench data demo ablation-pretrain ablation-quantizer ablation-codebook ablation-codebook-kind ablation-recipe ablation-baseline clean
+.PHONY: help install test test-slow test-browser lint format bench data demo ablation-pretrain ablation-quantizer ablation-codebook ablation-codebook-kind ablation-recipe ablation-baseline ablation-causal clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -80,6 +80,10 @@ ablation-recipe: $(STAMP) ## ESC's recipe vs the quick recipe, with quality-agai
 ablation-baseline: $(STAMP) ## ESC vs DAC at equal budget, Opus beside, the paper's quality/parameter/speed claims beside escx's (STEPS= default 3000, SEEDS=, SCALE=tiny|base, DEVICES=, DATA=, EVAL_FILES=)
 	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
 	$(BIN)/escx ablation baseline $(ABLATION_ARGS)
+
+ablation-causal: $(STAMP) ## the causal ESC (20 ms latency, streaming) vs the offline ESC at equal budget (STEPS=, SEEDS="53 54", SCALE=tiny|base, RECIPE=quick|esc, DEVICES=, DATA=, EVAL_FILES=)
+	@test -d "$(or $(DATA),data)/train" || $(MAKE) data
+	$(BIN)/escx ablation causal $(ABLATION_ARGS)
 
 clean: ## remove runs, results and caches (keeps data/ and .venv)
 	rm -rf runs results .pytest_cache .ruff_cache

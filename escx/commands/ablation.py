@@ -1,5 +1,5 @@
 """``escx ablation STUDY``: train the variants of a study (pretrain, quantizer, codebook,
-codebook-kind, recipe, baseline) and compare them."""
+codebook-kind, recipe, baseline, causal) and compare them."""
 
 from __future__ import annotations
 

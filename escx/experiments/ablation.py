@@ -175,6 +175,17 @@ def baseline_study(steps: int) -> list[Variant]:
     ]
 
 
+def causal_study(steps: int) -> list[Variant]:
+    """The causal ESC (experiments/ablations/causal.yaml: no look-ahead beyond a 20 ms frame,
+    escx.streaming) against the offline ESC: same model size, steps, seed, data and pre-training
+    share, so the difference is what causality costs."""
+    pretrain = [f"--model.pretrain_steps={pretrain_steps(steps)}"]
+    return [
+        Variant("offline", overrides=pretrain),
+        Variant("causal", ["experiments/ablations/causal.yaml"], pretrain),
+    ]
+
+
 STUDIES = {
     "pretrain": pretrain_study,
     "quantizer": quantizer_study,
@@ -182,6 +193,7 @@ STUDIES = {
     "codebook-kind": codebook_kind_study,
     "recipe": recipe_study,
     "baseline": baseline_study,
+    "causal": causal_study,
 }
 
 # Bitrates a study evaluates when its variants' stream counts differ (the baseline study's DAC
@@ -210,6 +222,7 @@ TINY_STEPS = {
     "esc": {"pretrain": 300, "quantizer": 300, "codebook": 500, "codebook-kind": 500},
     "quick": {"pretrain": 1000, "quantizer": 1000, "codebook": 1000, "codebook-kind": 1000},
 }
+TINY_STEPS["esc"]["causal"], TINY_STEPS["quick"]["causal"] = 300, 1000  # as the pretrain study
 # The baseline study (ESC against DAC) at SCALE=tiny, whatever ESC's recipe: see
 # docs/ablations.md for what it took and showed.
 BASELINE_STEPS = 3000
@@ -226,6 +239,10 @@ NOTES = {
     "differs only in the codebook kind: ESC's VQ, FSQ [4,4,4,4,4], LFQ on the sphere (10 bits, "
     "entropy penalty 0.1), SimVQ, or VQ with the rotation trick; all 1024 codes (10 bits) per "
     "codebook.",
+    "causal": "Both variants train the same architecture and parameter count for the same steps, "
+    "seed and data, pre-training the first 10%; 'causal' sees no sample after its 20 ms frame "
+    "(causal STFT framing and inverse, causal Swin windows, past-only de-embedding: 20 ms "
+    "algorithmic latency), 'offline' is ESC (about 0.7 s of look-ahead when streamed).",
     "recipe": "Both variants train the same model for the same steps, seed and data, pre-training "
     "the first 25% of the steps; 'esc' is ESC's recipe, 'quick' stacks the quick recipe's "
     "overlay. Each validated at 1.5 and 9 kbps every fifth of its steps: quality against step "
