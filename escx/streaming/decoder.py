@@ -120,7 +120,7 @@ class StreamDecoder:
             codes = codes.to(self.device)
         audio = None
         if self._engine is not None:
-            with torch.no_grad(), self.codec.inference_autocast(self.device):
+            with torch.inference_mode(), self.codec.inference_autocast(self.device):
                 audio = self._engine(codes, ended)
         if audio is None:
             batch = self.shape[0] if self.shape else 1

@@ -112,7 +112,7 @@ class StreamEncoder:
         return self._feed(torch.zeros(self.batch, pad, device=self.device), True)
 
     def _feed(self, audio: Tensor, ended: bool) -> Tensor:
-        with torch.no_grad(), self.codec.inference_autocast(self.device):
+        with torch.inference_mode(), self.codec.inference_autocast(self.device):
             codes = self._engine(audio, ended)
         if codes is None:
             groups = self.codec.num_groups

@@ -12,14 +12,13 @@ cost, whatever the stream's age.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor, nn
 
 from escx.backbones.swin import SwinDecoder, SwinEncoder
 from escx.quantizers.cross_scale import CrossScaleRVQ
 from escx.quantizers.residual import ResidualVQ
+from escx.streaming.causal_block import CausalBlockOp, causal_deembed_ops
 from escx.streaming.ops import BlockOp, DeEmbedOp, Pointwise, TimeOp
 from escx.streaming.spectral_ops import framer, synthesis
 from escx.streaming.timeline import TimeBuffer
@@ -36,31 +35,34 @@ def supports(codec: nn.Module) -> bool:
     )
 
 
-def _channels_last(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
-    return lambda x: fn(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+def block_op(stage: nn.Module, index: int) -> TimeOp:
+    """Block ``index`` of a stage as an incremental operation on channels-last tokens."""
+    return CausalBlockOp(stage, index) if stage.causal_block else BlockOp(stage, index)
 
 
 def stage_ops(stage: nn.Module) -> list[TimeOp]:
     """A Swin stage's blocks and its patch merge or split, on channels-first maps."""
-    ops: list[TimeOp] = [ChannelsFirst(BlockOp(stage, i)) for i in range(len(stage.blocks))]
+    ops: list[TimeOp] = [block_op(stage, i) for i in range(len(stage.blocks))]
     if stage.scale is not None:
-        ops.append(Pointwise(_channels_last(stage.scale), axis=3))
-    return ops
+        ops.append(Pointwise(stage.scale, axis=2))
+    return [ChannelsFirst(ops)]
 
 
 class ChannelsFirst(TimeOp):
-    """A channels-last operation applied to channels-first (B, C, H, W) maps."""
+    """A chain of channels-last operations applied to channels-first (B, C, H, W) maps."""
 
     axis = 3
 
-    def __init__(self, op: TimeOp) -> None:
-        self.op = op
+    def __init__(self, ops: list[TimeOp]) -> None:
+        self.ops = ops
 
     def ready(self, received: int, ended: bool) -> int:
-        return self.op.ready(received, ended)
+        for op in self.ops:
+            received = op.ready(received, ended)
+        return received
 
     def __call__(self, x: Tensor | None, ended: bool) -> Tensor | None:
-        y = self.op(None if x is None else x.permute(0, 2, 3, 1), ended)
+        y = run(self.ops, None if x is None else x.permute(0, 2, 3, 1).contiguous(), ended)
         return None if y is None else y.permute(0, 3, 1, 2)
 
 
@@ -101,8 +103,8 @@ class SwinStreamEncoder:
             framer(codec.stft),
             Pointwise(encoder.patch_embed, axis=3, group=encoder.time_patch),
         ]
-        pre = [ChannelsFirst(BlockOp(encoder.pre_nn, i)) for i in range(len(encoder.pre_nn.blocks))]
-        self.levels: list[list[TimeOp]] = [pre] + [stage_ops(s) for s in encoder.stages]
+        stages = [encoder.pre_nn, *encoder.stages]
+        self.levels: list[list[TimeOp]] = [stage_ops(stage) for stage in stages]
         self.cross_scale = isinstance(quantizer, CrossScaleRVQ)
         refinements = n_streams - 1 if self.cross_scale else 0
         last = len(self.levels) - 1
@@ -208,9 +210,10 @@ class SwinStreamDecoder:
         self.fpc = quantizer.frames_per_code
         self.cross_scale = isinstance(quantizer, CrossScaleRVQ)
         self.stages = [stage_ops(stage) for stage in decoder.stages]
-        post = decoder.post_nn
-        self.head: list[TimeOp] = [ChannelsFirst(BlockOp(post, i)) for i in range(len(post.blocks))]
-        self.head += [DeEmbedOp(decoder.patch_deembed), synthesis(codec.stft)]
+        deembed = decoder.patch_deembed
+        self.head = stage_ops(decoder.post_nn)
+        self.head += causal_deembed_ops(deembed) if deembed.causal else [DeEmbedOp(deembed)]
+        self.head.append(synthesis(codec.stft))
         # Codes wait here until the decoder state of their frame reaches the stage they refine.
         self.refinements = min(len(self.stages), n_streams - 1) if self.cross_scale else 0
         self.codes = TimeBuffer(3)

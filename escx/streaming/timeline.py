@@ -32,7 +32,10 @@ class TimeBuffer:
         """Append positions ``[end, end + x.shape[axis])``."""
         if x is None or x.shape[self.axis] == 0 and self.data is not None:
             return
-        self.data = x if self.data is None else torch.cat([self.data, x], dim=self.axis)
+        if self.data is None or self.data.shape[self.axis] == 0:
+            self.data = x  # nothing to keep: no copy
+        else:
+            self.data = torch.cat([self.data, x], dim=self.axis)
 
     def take(self, lo: int, hi: int) -> Tensor:
         """Positions ``[lo, hi)``, which must lie in ``[start, end]``."""
