@@ -174,6 +174,10 @@ def audio_files(folder: Path) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
+    if "--stream" in argv:  # raw PCM <-> an escx stream: its own arguments
+        from escx.commands.stream import compress_main
+
+        return compress_main(argv)
     parser = ArgumentParser(
         prog="escx compress", description="Compress audio files to .escx bitstreams."
     )
@@ -181,6 +185,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("-o", "--output", required=True, help="output file or folder")
     parser.add_argument("--model", required=True, help="codec checkpoint (escx fit / convert)")
     parser.add_argument("--kbps", type=float, default=None, help="bitrate (default: highest)")
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="read raw PCM from stdin, write an escx stream to stdout as frames become final "
+        "(escx compress --stream --help)",
+    )
     add_precision_argument(parser)
     args = parser.parse_args(argv)
 

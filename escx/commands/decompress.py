@@ -27,6 +27,10 @@ def escx_files(folder: Path) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
+    if "--stream" in argv:  # raw PCM <-> an escx stream: its own arguments
+        from escx.commands.stream import decompress_main
+
+        return decompress_main(argv)
     parser = ArgumentParser(
         prog="escx decompress", description="Decompress .escx bitstreams to 16-bit wav files."
     )
@@ -34,6 +38,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("-o", "--output", required=True, help="output .wav file or folder")
     parser.add_argument(
         "--model", required=True, help="the checkpoint the files were compressed with"
+    )
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="read an escx stream from stdin, write raw PCM to stdout as samples become final "
+        "(escx decompress --stream --help)",
     )
     add_precision_argument(parser)
     args = parser.parse_args(argv)
