@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from escx.benchmark.data_loader import add_data_arguments, run_data_command
+from escx.benchmark.streaming import add_streaming_arguments, run_streaming_command
 from escx.commands.common import ArgumentParser, CommandError, say
 
 
@@ -69,6 +70,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("-o", "--out", default="results/bench", help="folder for the report")
     add_data_arguments(parser)  # --data DIR: the training data loader instead (data_loader.py)
+    add_streaming_arguments(parser)  # --streaming: the streaming coder instead (streaming.py)
     args = parser.parse_args(argv)
     for name in ("seconds", "repeats", "threads", "train_batch", "train_seconds", "train_repeats"):
         if getattr(args, name) <= 0:
@@ -79,6 +81,8 @@ def main(argv: list[str]) -> int:
     if args.data is not None:
         logging.basicConfig(level=logging.WARNING, format="escx bench: %(message)s")
         return run_data_command(args, out)
+    if args.streaming:
+        return run_streaming_command(args, out)
     for flag, path in (("--model", args.model), ("--quality-model", args.quality_model)):
         if path and not Path(path).is_file():
             raise CommandError(f"{flag} {path}: no such checkpoint")
