@@ -24,7 +24,7 @@ from escx.data.datasets import (
     StreamingCropDataset,
 )
 from escx.data.hf import hf_items, iter_items, open_hf_dataset
-from escx.data.items import AudioItem, log_once_per_process
+from escx.data.items import AudioItem, log_once_per_process, show_data_notices
 from escx.data.precheck import precheck_train_source
 from escx.data.resumable import ResumableDataLoader
 from escx.data.shard_stream import ShardCropDataset, ShardLoader
@@ -249,6 +249,7 @@ class AudioDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets the stage needs (each source is checked once)."""
+        show_data_notices()
         if stage in (None, "fit"):
             if self.train is None:
                 raise ValueError(f"no training data: pass --data.train with {SOURCE_FORMS}")

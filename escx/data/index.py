@@ -30,18 +30,14 @@ from pathlib import Path
 import numpy as np
 
 from escx.atomic import atomic_path
-from escx.audio import is_audio_file
+from escx.audio import AUDIO_EXTENSIONS
 from escx.data.items import NoUsableAudioError, log_once_per_process
-from escx.data.manifest import ManifestError, read_manifest
+from escx.data.manifest import INDEX_COLUMNS, ManifestError, read_manifest
 from escx.data.probe import Probe, RankGroup, probe_shared
 from escx.data.table import AudioTable, PathColumn
 from escx.files.scan import ScanError, find_files_with_stats
 
 log = logging.getLogger(__name__)
-
-INDEX_COLUMNS = (
-    "path", "duration", "frames", "sample_rate", "channels", "size", "mtime_ns", "error",
-)  # fmt: skip
 
 
 @dataclass
@@ -108,8 +104,8 @@ def write_index(path: Path, entries: IndexEntries) -> None:
             ))  # fmt: skip
 
 
-def _previous(path: Path) -> dict[str, tuple[int, IndexEntries]] | None:
-    """The rows of an existing index by path, or None (absent, or unreadable: rebuilt)."""
+def _previous(path: Path) -> IndexEntries | None:
+    """The rows of an existing index, or None (absent, or unreadable: rebuilt)."""
     if not path.is_file():
         return None
     try:
@@ -117,15 +113,49 @@ def _previous(path: Path) -> dict[str, tuple[int, IndexEntries]] | None:
     except (ManifestError, OSError, UnicodeDecodeError) as err:
         log.warning("data index %s cannot be read (%s); rebuilding it", path, err)
         return None
-    entries = IndexEntries(rows.paths, rows.size, rows.mtime_ns, rows.frames, rows.sample_rate,
-                           rows.channels, rows.errors)  # fmt: skip
-    return {p: (i, entries) for i, p in enumerate(rows.paths)}
+    return IndexEntries(rows.paths, rows.size, rows.mtime_ns, rows.frames, rows.sample_rate,
+                        rows.channels, rows.errors)  # fmt: skip
+
+
+def _is_audio_name(name: str) -> bool:
+    """:func:`escx.audio.is_audio_file` for a bare name, without a Path per file (a million
+    of them cost seconds)."""
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
+
+
+def _key(path: str) -> str:
+    """Sort key of a path, in the order the walk lists files (component by component)."""
+    return path.replace(os.sep, "\0")
+
+
+def _match(paths: PathColumn, previous: IndexEntries | None) -> np.ndarray:
+    """Per file, its row in ``previous`` (-1 if none). Both are sorted by :func:`_key` (the index
+    is written in that order), so one merge pass finds the rows without a dictionary of a
+    million paths; an index in another order (edited by hand) is matched by dictionary."""
+    rows = np.full(len(paths), -1, dtype=np.int64)
+    if previous is None or len(previous) == 0:
+        return rows
+    old = enumerate(_key(p) for p in previous.paths)
+    j, other = next(old)
+    for i, key in enumerate(_key(p) for p in paths):  # `paths` is sorted by key
+        while other is not None and other < key:
+            before = other
+            j, other = next(old, (-1, None))
+            if other is not None and other < before:  # not in walk order: match by dictionary
+                lookup = {p: k for k, p in enumerate(previous.paths)}
+                return np.fromiter((lookup.get(p, -1) for p in paths), np.int64, len(paths))
+        if other == key:
+            rows[i] = j
+    return rows
 
 
 @dataclass
 class _Plan:
-    found: list  # FoundFile rows of the walk, sorted
-    reuse: list[tuple[int, IndexEntries] | None]  # per found file: its unchanged old row
+    paths: PathColumn  # absolute paths of the files the walk found, in its order
+    size: np.ndarray
+    mtime_ns: np.ndarray
+    old: np.ndarray  # per file: its unchanged row in `previous`, or -1
+    previous: IndexEntries | None
     todo: list[str]  # paths to check
     stale: bool  # the index on disk differs from the folder (files checked, gone or no index)
 
@@ -134,48 +164,49 @@ def _plan(root: Path, path: Path, hint: str) -> _Plan:
     if not root.is_dir():
         raise NoUsableAudioError(f"no usable audio in {root}: audio folder not found; {hint}")
     try:
-        found = find_files_with_stats(root, is_audio_file)
+        found = find_files_with_stats(root, _is_audio_name)
     except ScanError as err:
         raise NoUsableAudioError(f"no usable audio in {root}: {err}; {hint}") from None
+    # Absolute paths in their own sort order (the walk's order differs for a root such as ".").
+    absolute = [os.path.abspath(file.path) for file in found]
+    keys = [_key(path) for path in absolute]
+    order = sorted(range(len(found)), key=keys.__getitem__)
+    del keys
+    paths = PathColumn.from_strings(absolute[i] for i in order)
+    size = np.fromiter((found[i].size for i in order), np.int64, len(found))
+    mtime = np.fromiter((found[i].mtime_ns for i in order), np.int64, len(found))
+    del found, absolute, order  # the columns hold it all, in a fraction of the memory
     previous = _previous(path)
-    reuse: list[tuple[int, IndexEntries] | None] = []
-    todo = []
-    for file in found:
-        old = previous.get(os.path.abspath(file.path)) if previous else None
-        if old is not None:
-            i, rows = old
-            if rows.size[i] != file.size or rows.mtime_ns[i] != file.mtime_ns:
-                old = None
-        reuse.append(old)
-        if old is None:
-            todo.append(file.path)
-    kept = len(found) - len(todo)
-    return _Plan(found, reuse, todo, previous is None or bool(todo) or kept != len(previous))
+    old = _match(paths, previous)
+    if previous is not None:
+        seen = old >= 0
+        same = previous.size[old[seen]] == size[seen]
+        same &= previous.mtime_ns[old[seen]] == mtime[seen]
+        old[np.flatnonzero(seen)[~same]] = -1  # changed since it was checked
+    todo = [paths[int(i)] for i in np.flatnonzero(old < 0)]
+    kept = int((old >= 0).sum())
+    stale = previous is None or bool(todo) or kept != len(previous)
+    return _Plan(paths, size, mtime, old, previous, todo, stale)
 
 
 def _assemble(plan: _Plan, probes: list[Probe]) -> IndexEntries:
-    n = len(plan.found)
-    columns = {key: np.zeros(n, dtype=np.int64) for key in ("size", "mtime_ns", "frames",
-                                                            "sample_rate", "channels")}  # fmt: skip
+    n = len(plan.paths)
+    frames, rate, channels = (np.zeros(n, dtype=np.int64) for _ in range(3))
     errors: dict[int, str] = {}
-    checked = iter(probes)
-    for i, (file, old) in enumerate(zip(plan.found, plan.reuse, strict=True)):
-        columns["size"][i], columns["mtime_ns"][i] = file.size, file.mtime_ns
-        if old is not None:
-            j, rows = old
-            frames, rate, channels = rows.frames[j], rows.sample_rate[j], rows.channels[j]
-            error = rows.errors.get(j, "")
-        else:
-            rate, channels, frames, error = next(checked)
-        columns["frames"][i], columns["sample_rate"][i], columns["channels"][i] = (
-            frames,
-            rate,
-            channels,
-        )
-        if error:
-            errors[i] = error
-    paths = PathColumn.from_strings(os.path.abspath(file.path) for file in plan.found)
-    return IndexEntries(paths, **columns, errors=errors)
+    kept = np.flatnonzero(plan.old >= 0)
+    if plan.previous is not None and len(kept):
+        rows = plan.old[kept]
+        frames[kept], rate[kept] = plan.previous.frames[rows], plan.previous.sample_rate[rows]
+        channels[kept] = plan.previous.channels[rows]
+        if plan.previous.errors:
+            bad = np.isin(rows, np.fromiter(plan.previous.errors, np.int64))
+            for i, row in zip(kept[bad], rows[bad], strict=True):
+                errors[int(i)] = plan.previous.errors[int(row)]
+    for i, probe in zip(np.flatnonzero(plan.old < 0), probes, strict=True):
+        rate[i], channels[i], frames[i] = probe.sample_rate, probe.channels, probe.frames
+        if probe.error:
+            errors[int(i)] = probe.error
+    return IndexEntries(plan.paths, plan.size, plan.mtime_ns, frames, rate, channels, errors)
 
 
 def table_from_entries(

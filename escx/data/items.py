@@ -34,6 +34,19 @@ def log_once_per_process(level: int, message: str) -> None:
         log.log(level, message)
 
 
+def show_data_notices() -> None:
+    """Show escx.data's INFO lines (the data index's summary, a long scan's progress) on stderr
+    in a training run, as Lightning shows its own, unless the program configured logging."""
+    logger = logging.getLogger("escx.data")
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 class AudioItem:
     """One piece of audio in a source.
 

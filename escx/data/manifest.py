@@ -24,6 +24,9 @@ import numpy as np
 
 from escx.data.table import PathColumn, PathColumnBuilder
 
+INDEX_COLUMNS = (
+    "path", "duration", "frames", "sample_rate", "channels", "size", "mtime_ns", "error",
+)  # fmt: skip
 PATH_KEYS = ("path", "audio_filepath", "file")
 DURATION_KEYS = ("duration", "seconds")
 INT_KEYS = ("frames", "sample_rate", "channels", "size", "mtime_ns")
@@ -172,6 +175,46 @@ def _count(columns: _Columns, path: Path) -> None:
         )
 
 
+def _number(text: str, convert: Any, key: str, where: Any) -> Any:
+    try:
+        value = convert(text)
+    except ValueError:
+        value = -1
+    if not value >= 0 or value >= 2**62:  # NaN too
+        raise ManifestError(f"{where()}: {key} must be a number >= 0, got {text!r}")
+    return value
+
+
+def _index_rows(reader: Any, path: Path, base: str, columns: _Columns) -> None:
+    """The rows of an escx data index, the fast way (a million in seconds): the columns are
+    known, so each row is eight strings converted in place, without a dict per row."""
+    paths, durations, ints, errors = columns.paths, columns.durations, columns.ints, columns.errors
+    frames, rates, channels = ints["frames"], ints["sample_rate"], ints["channels"]
+    sizes, mtimes = ints["size"], ints["mtime_ns"]
+    nan, isabs, join, count = math.nan, os.path.isabs, os.path.join, len(INDEX_COLUMNS)
+    for i, values in enumerate(reader):
+        if not values:
+            continue
+        n = len(paths)
+        where = lambda i=i: f"{path} line {i + 2}"  # noqa: E731 - built only for an error
+        if len(values) != count or not values[0]:
+            raise ManifestError(f"{where()}: expected {count} values starting with a file path")
+        if n >= MAX_MANIFEST_ROWS:
+            _count(columns, path)
+        name = values[0]
+        if len(name) > MAX_PATH_BYTES // 4 and len(os.fsencode(name)) > MAX_PATH_BYTES:
+            raise ManifestError(f"{where()}: the path is longer than {MAX_PATH_BYTES} bytes")
+        paths.append(name if isabs(name) else join(base, name))
+        durations.append(_number(values[1], float, "duration", where) if values[1] else nan)
+        frames.append(_number(values[2], int, "frames", where) if values[2] else -1)
+        rates.append(_number(values[3], int, "sample_rate", where) if values[3] else -1)
+        channels.append(_number(values[4], int, "channels", where) if values[4] else -1)
+        sizes.append(_number(values[5], int, "size", where) if values[5] else -1)
+        mtimes.append(_number(values[6], int, "mtime_ns", where) if values[6] else -1)
+        if values[7]:
+            errors[n] = values[7]
+
+
 def read_manifest(manifest: str | os.PathLike) -> ManifestRows:
     """Read a ``.csv`` (with a header row) or ``.jsonl`` manifest into columns.
 
@@ -190,6 +233,9 @@ def read_manifest(manifest: str | os.PathLike) -> ManifestRows:
         if path.suffix.lower() == ".csv":
             reader = csv.reader(lines)
             header = next(reader, None) or []
+            if tuple(header) == INDEX_COLUMNS:  # escx's own index: a million rows in seconds
+                _index_rows(reader, path, base, columns)
+                return columns.build()
             names = {name.strip(): i for i, name in enumerate(header)}
             keys = _keys(names, base)
             for i, values in enumerate(reader):

@@ -47,14 +47,15 @@ class PathColumn(Sequence[str]):
         return os.fsdecode(self.blob[start:stop])
 
     def __iter__(self) -> Iterator[str]:
-        for index in range(len(self)):
-            yield self[index]
+        blob, bounds, decode = self.blob, self.offsets.tolist(), os.fsdecode
+        for start, stop in zip(bounds, bounds[1:]):  # noqa: B905 - offsets has len + 1 items
+            yield decode(blob[start:stop])
 
     def take(self, indices: Iterable[int]) -> PathColumn:
         """A new column holding the entries at ``indices``, in that order."""
         builder = PathColumnBuilder()
-        blob, offsets = self.blob, self.offsets
-        for index in indices:
+        blob, offsets = self.blob, self.offsets.tolist()
+        for index in np.asarray(indices, dtype=np.int64).tolist():
             builder.append_bytes(blob[offsets[index] : offsets[index + 1]])
         return builder.build()
 

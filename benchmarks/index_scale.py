@@ -1,0 +1,160 @@
+"""Data index at scale: first scan, warm restart and index load for 20,000 to 1,000,000 files.
+
+For each ``--sizes`` N it generates N real 2-s FLAC clips (16 kHz, a tone with noise) in
+folders of 1,000, then measures in fresh processes (time and peak RSS of the process, which
+holds torch as a training rank does):
+
+* first scan: ``indexed_folder`` with no index: walk, check every file (header and last
+  samples) in ``--workers`` processes, write the index;
+* warm restart: the same call again: walk and stat only, nothing checked, nothing written;
+* index load: ``manifest_table`` on the index, what ``--data.train INDEX.csv`` does (no walk).
+
+``--synthetic`` M (1,000,000 by default) adds a case of *synthetic entries*: M empty files
+(real inodes in folders of 1,000, so the walk and ``stat`` are real) and an index whose rows
+give each a made-up length of 2 s, as if they had been checked; the warm restart and the index
+load are measured on it (a first scan of empty files would only find them unusable).
+
+    python benchmarks/index_scale.py --root /tmp/escx-index-bench [--sizes 20000 100000]
+
+Prints Markdown, writes ``--json``. Generated files stay in ``--root`` for reruns
+(``--clean`` removes them at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+FOLDER = 1000  # files per folder
+CHILD = """
+import json, resource, sys, time
+from pathlib import Path
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from escx.data.index import indexed_folder
+from escx.data.table_sources import manifest_table
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+what, folder, index, workers = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+start = time.perf_counter()
+if what == "load":
+    table = manifest_table(index, 16000, workers, "bench")
+else:
+    table = indexed_folder(folder, index, 16000, workers, "bench")
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "files": len(table), "peak_rss_mb": peak,
+                  "after_imports_mb": base, "table_mb": table.nbytes / 2**20}))
+"""
+
+
+def say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _write_clips(args: tuple[Path, int, int]) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    folder, start, stop = args
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(start)
+    t = np.arange(32000) / 16000
+    for i in range(start, stop):
+        tone = 0.3 * np.sin(2 * np.pi * (100 + i % 300) * t)
+        audio = (tone + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
+        sf.write(folder / f"c{i:07d}.flac", audio, 16000)
+
+
+def make_corpus(root: Path, count: int, workers: int) -> Path:
+    """``count`` real clips under ``root/real-<count>`` (kept for reruns)."""
+    corpus = root / f"real-{count}"
+    done = corpus / ".complete"
+    if done.exists():
+        return corpus
+    jobs = [(corpus / f"d{k:04d}", k * FOLDER, min(count, (k + 1) * FOLDER))
+            for k in range((count + FOLDER - 1) // FOLDER)]  # fmt: skip
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(_write_clips, jobs))
+    done.touch()
+    return corpus
+
+
+def make_synthetic(root: Path, count: int) -> tuple[Path, Path]:
+    """``count`` empty files and an index that gives each 2 s of 16 kHz audio."""
+    corpus = root / f"synthetic-{count}"
+    index = root / f"synthetic-{count}.csv"
+    if not (corpus / ".complete").exists():
+        for k in range((count + FOLDER - 1) // FOLDER):
+            folder = corpus / f"d{k:04d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(k * FOLDER, min(count, (k + 1) * FOLDER)):
+                (folder / f"c{i:07d}.wav").touch()
+        (corpus / ".complete").touch()
+    from escx.audio import is_audio_file
+    from escx.files.scan import find_files_with_stats
+
+    with open(index, "w", newline="") as handle:  # the rows a scan of real files would write
+        writer = csv.writer(handle)
+        writer.writerow(["path", "duration", "frames", "sample_rate", "channels", "size",
+                         "mtime_ns", "error"])  # fmt: skip
+        for found in find_files_with_stats(corpus, is_audio_file):
+            path = os.path.abspath(found.path)
+            writer.writerow([path, "2.000000", 32000, 16000, 1, found.size, found.mtime_ns, ""])
+    return corpus, index
+
+
+def measure(what: str, corpus: Path, index: Path, workers: int) -> dict:
+    argv = [sys.executable, "-c", CHILD, what, str(corpus), str(index), str(workers)]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{what} on {corpus} failed:\n{result.stderr[-3000:]}")
+    row = json.loads(result.stdout.strip().splitlines()[-1])
+    say(f"  {what:<6} {row['seconds']:8.1f} s  peak RSS {row['peak_rss_mb']:6.0f} MB")
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path("/tmp/escx-index-bench"))
+    parser.add_argument("--sizes", type=int, nargs="*", default=[20_000, 100_000])
+    parser.add_argument("--synthetic", type=int, default=1_000_000, help="0 skips it")
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--json", type=Path, default=Path("results/bench/index_scale.json"))
+    parser.add_argument("--clean", action="store_true", help="remove the generated files")
+    args = parser.parse_args()
+    args.root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for count in args.sizes:
+        say(f"{count:,} real files")
+        corpus = make_corpus(args.root, count, args.workers)
+        index = args.root / f"real-{count}.csv"
+        index.unlink(missing_ok=True)
+        cases = {w: measure(w, corpus, index, args.workers) for w in ("first", "warm", "load")}
+        rows.append({"files": count, "entries": "real FLAC, 2 s", **cases})
+    if args.synthetic:
+        say(f"{args.synthetic:,} synthetic entries")
+        corpus, index = make_synthetic(args.root, args.synthetic)
+        cases = {w: measure(w, corpus, index, args.workers) for w in ("warm", "load")}
+        rows.append({"files": args.synthetic, "entries": "synthetic (empty files)", **cases})
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"workers": args.workers, "rows": rows}, indent=2) + "\n")
+    say("\n| entries | first scan | warm restart | index load (--data.train INDEX.csv) |")
+    say("|---|---|---|---|")
+    for row in rows:
+        cell = [f"{row[w]['seconds']:.1f} s, {row[w]['peak_rss_mb']:.0f} MB" if w in row else "-"
+                for w in ("first", "warm", "load")]  # fmt: skip
+        say(f"| {row['files']:,} {row['entries']} | " + " | ".join(cell) + " |")
+    if args.clean:
+        shutil.rmtree(args.root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
