@@ -113,7 +113,7 @@ def test_escx_data_shard_writes_whole_shards_of_the_files_bytes(tmp_path):
     before = _state(tmp_path)
     for argv, words in [
         (["corpus", "-o", "shards"], "not an empty folder"),
-        (["corpus", "-o", "new", "--shard-size", "5"], "from 1KB to 1TB"),
+        (["corpus", "-o", "new", "--shard-size", "5"], "from 100B to 1TB"),
         (["nowhere", "-o", "new"], "no such folder or manifest"),
         (["corpus", "-o", "corpus/inside"], "inside corpus"),
     ]:
@@ -199,3 +199,17 @@ def test_other_shard_sources_are_refused_before_anything_is_built(source, words)
     with pytest.raises(ShardError) as refused:
         AudioDataModule(train=source, val=None)
     assert words in str(refused.value)
+
+
+def test_an_index_in_another_row_order_is_still_reused(tmp_path):
+    from escx.data.index import index_file, indexed_folder
+
+    write_numbered(tmp_path / "corpus", 5)
+    index = index_file(tmp_path / "idx", tmp_path / "corpus")
+    first = indexed_folder(tmp_path / "corpus", index, 16000, 1, "corpus")
+    header, *rows = index.read_text().splitlines()
+    index.write_text("\n".join([header, *reversed(rows)]) + "\n")  # edited by hand
+    written = index.stat().st_mtime_ns
+    again = indexed_folder(tmp_path / "corpus", index, 16000, 1, "corpus")
+    assert index.stat().st_mtime_ns == written  # every row matched: nothing checked or written
+    assert list(again.paths) == list(first.paths) and list(again.frames) == [8000] * 5

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -135,15 +136,15 @@ def _match(paths: PathColumn, previous: IndexEntries | None) -> np.ndarray:
     rows = np.full(len(paths), -1, dtype=np.int64)
     if previous is None or len(previous) == 0:
         return rows
+    keys = (_key(p) for p in previous.paths)
+    if any(b < a for a, b in itertools.pairwise(keys)):  # not in walk order: by dictionary
+        lookup = {p: k for k, p in enumerate(previous.paths)}
+        return np.fromiter((lookup.get(p, -1) for p in paths), np.int64, len(paths))
     old = enumerate(_key(p) for p in previous.paths)
     j, other = next(old)
-    for i, key in enumerate(_key(p) for p in paths):  # `paths` is sorted by key
+    for i, key in enumerate(_key(p) for p in paths):  # both sorted by key
         while other is not None and other < key:
-            before = other
             j, other = next(old, (-1, None))
-            if other is not None and other < before:  # not in walk order: match by dictionary
-                lookup = {p: k for k, p in enumerate(previous.paths)}
-                return np.fromiter((lookup.get(p, -1) for p in paths), np.int64, len(paths))
         if other == key:
             rows[i] = j
     return rows
