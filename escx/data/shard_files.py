@@ -30,6 +30,9 @@ from escx.data.sources import PIPE_PREFIX
 # A brace pattern may expand to any number of names; more than this many shards is a typo
 # ({0..99999999}) rather than a corpus (100,000 shards of 1 GB hold 100 TB).
 MAX_SHARDS = 100_000
+# Audio members are read whole into memory: one larger than this (an hour of 48 kHz stereo WAV
+# is about 1 GB) is refused when the shard is checked, and skipped if it appears later.
+MAX_SAMPLE_BYTES = 512 * 2**20
 ALLOW_PIPE_VARIABLE = "ESCX_ALLOW_PIPE"
 _AUDIO = {ext.lstrip(".") for ext in AUDIO_EXTENSIONS}
 
@@ -130,6 +133,8 @@ def iter_samples(url: str, with_data: bool = True) -> Iterator[tuple[str, bytes 
                         yield key, audio if with_data else None
                     key, audio = parsed[0], None
                 if parsed[1] and audio is None:
+                    if member.size > MAX_SAMPLE_BYTES:
+                        raise tarfile.TarError(_too_large(url, member))
                     audio = tar.extractfile(member).read() if with_data else b""
             if audio is not None:
                 yield key, audio if with_data else None
@@ -150,6 +155,8 @@ def _check_local(url: str) -> ShardInfo:
                 if end > size:
                     return ShardInfo(0, size, mtime, _truncated(url, member.name, end, size))
                 parsed = _audio_key(member.name) if member.isreg() else None
+                if parsed is not None and parsed[1] and member.size > MAX_SAMPLE_BYTES:
+                    return ShardInfo(0, size, mtime, _too_large(url, member))
                 if parsed is not None and parsed[1] and parsed[0] != key:
                     samples, key = samples + 1, parsed[0]
             stream.seek((end + 511) // 512 * 512)
@@ -159,6 +166,13 @@ def _check_local(url: str) -> ShardInfo:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         return ShardInfo(0, size, mtime, f"{url} is not a tar archive ({reason})")
     return ShardInfo(samples, size, mtime, "" if samples else _no_audio(url))
+
+
+def _too_large(url: str, member: tarfile.TarInfo) -> str:
+    return (
+        f"{url}: {member.name} is {member.size:,} bytes, more than the "
+        f"{MAX_SAMPLE_BYTES // 2**20} MiB a sample may hold; split long recordings"
+    )
 
 
 def _truncated(url: str, member: str, end: int, size: int) -> str:
@@ -210,5 +224,7 @@ def check_shard(url: str) -> ShardInfo:
         samples = sum(1 for _ in iter_samples(url, with_data=False))
     except (tarfile.TarError, OSError, EOFError, ValueError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if reason.startswith(url):  # a sample too large
+            return ShardInfo(0, 0, 0, reason)
         return ShardInfo(0, 0, 0, f"{url} could not be read as a tar ({reason})")
     return ShardInfo(samples, 0, 0, "" if samples else _no_audio(url))

@@ -15,7 +15,10 @@ keeps every ``C``-th sample of the stream (fewer duplicates impossible, more rea
 **Epochs.** An epoch is ``E = samples // (ranks x batch)`` batches per rank (at least one), the
 same on every rank, so no rank waits for another at the end; the DataLoader hands out batches
 from its workers in turn, worker ``w`` giving ``ceil((E - w) / workers)`` of them, and the next
-epoch continues each worker's stream where it stopped.
+epoch continues each worker's stream where it stopped. Within a pass no two readers read the
+same shard (or, with fewer shards than readers, the same sample); readers whose epochs are one
+batch apart drift apart by that over the passes, so a sample may come twice or not at all
+around a pass boundary, as with any sharded stream.
 
 **Resume (what is guaranteed).** A checkpoint records the epoch and the batches of it trained;
 every worker's position in its stream is a function of those, its worker number and the shard
@@ -47,18 +50,24 @@ from escx.data.shards import ShardSet
 
 log = logging.getLogger(__name__)
 
-SHUFFLE_BUFFER = 64  # samples held per worker (their encoded bytes) to mix a shard's order
+# Samples held per worker (their encoded bytes) to mix a shard's order, and the most bytes they
+# may take: long recordings fill the buffer by size first.
+SHUFFLE_BUFFER = 64
+SHUFFLE_BUFFER_BYTES = 256 * 2**20
 
 
 def _shuffled(samples: Iterator[tuple[str, bytes | None]], seed: int) -> Iterator[Any]:
     """A buffer shuffle of one shard's samples, deterministic given ``seed``."""
     rng = random.Random(seed)
     buffer: list[Any] = []
+    held = 0
     for sample in samples:
         buffer.append(sample)
-        if len(buffer) >= SHUFFLE_BUFFER:
+        held += len(sample[1] or b"")
+        while len(buffer) >= SHUFFLE_BUFFER or held > SHUFFLE_BUFFER_BYTES:
             j = rng.randrange(len(buffer))
             buffer[j], buffer[-1] = buffer[-1], buffer[j]
+            held -= len(buffer[-1][1] or b"")
             yield buffer.pop()
     while buffer:
         j = rng.randrange(len(buffer))
@@ -190,11 +199,15 @@ class ShardCropDataset(IterableDataset):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         epoch, done = (int(v) for v in self.position)
-        mine = (self.epoch_batches - worker + workers - 1) // workers  # batches per epoch
-        done_here = max(0, (done - worker + workers - 1) // workers)
+        # Batch j of an epoch comes from the stream ("role") j % workers. The DataLoader asks
+        # its workers in turn from worker 0, so after `done` batches worker k plays role
+        # (k + done) % workers, and the turns go on as in the uninterrupted epoch.
+        role = (worker + done) % workers
+        mine = (self.epoch_batches - role + workers - 1) // workers  # the role's batches
+        done_here = max(0, (done - role + workers - 1) // workers)
         start = (epoch * mine + done_here) * self.batch_size
         wanted = (mine - done_here) * self.batch_size
-        consumer = self.rank * workers + worker
+        consumer = self.rank * workers + role
         stream = self._samples(consumer, self.world * workers, start)
         for _ in range(max(0, wanted)):
             yield next(stream)
