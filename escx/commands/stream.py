@@ -243,18 +243,15 @@ def decompress_main(argv: list[str]) -> int:
     from escx.streaming.packets import PacketReader
 
     handle = load_codec(args.model, precision=args.precision)
-    decoder, reader = StreamDecoder(handle), PacketReader()
+    decoder = StreamDecoder(handle)
+    reader = PacketReader(on_header=lambda header: _check_header(header, handle))
     if args.output != "-" and Path(args.output).suffix.lower() not in (".wav", ".flac"):
         raise CommandError(
             f"-o {args.output}: give a .wav or .flac name, or - for raw PCM on stdout"
         )
     with _audio_output(args.output, args.pcm, handle.sample_rate) as sink:
         for block in _chunks(args.input):
-            first = reader.header is None
-            packets = reader.feed(block)
-            if first and reader.header is not None:
-                _check_header(reader.header, handle)
-            for packet in packets:
+            for packet in reader.feed(block):
                 codes = torch.from_numpy(packet.codes)[None]
                 if packet.last:
                     sink.write(decoder.flush(codes, packet.num_samples))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,8 +126,11 @@ class StreamHeader:
 
     @property
     def seed(self) -> int:
-        """CRC32 of the header, the starting value of every packet's CRC (ties packets to it)."""
-        return zlib.crc32(self.to_bytes())
+        """The header's CRC32, the starting value of every packet's CRC (ties packets to it).
+
+        (Of the fields only: a CRC over data followed by its own CRC is the same constant for
+        every header.)"""
+        return zlib.crc32(self.to_bytes()[: _HEADER.size])
 
     def payload_bytes(self, frames: int) -> int:
         """Bytes of the packed codes of ``frames`` frames."""
@@ -245,9 +249,14 @@ class PacketReader:
     Every packet is checked (CRC, sequence number, frame count, padding, the last packet's
     length) before it is returned; the first bad one raises :class:`PacketError`. Bytes of an
     incomplete packet wait for the next :meth:`feed`.
+
+    Args:
+        on_header: called with the stream header as soon as it is parsed, before any packet
+            (a decoder checks it against its model there, so a foreign header costs nothing).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_header: Callable[[StreamHeader], None] | None = None) -> None:
+        self.on_header = on_header
         self.header: StreamHeader | None = None
         self.sequence = 0  # the next packet's expected number
         self.frames = 0  # frames in the packets returned
@@ -269,8 +278,10 @@ class PacketReader:
                 if self._pending and self._pending[:4] != STREAM_MAGIC[: len(self._pending)]:
                     StreamHeader.from_bytes(bytes(self._pending))  # raises: bad magic
                 return packets
-            self.header = StreamHeader.from_bytes(bytes(self._pending))
-            self._seed = self.header.seed
+            header = StreamHeader.from_bytes(bytes(self._pending))
+            if self.on_header is not None:
+                self.on_header(header)
+            self.header, self._seed = header, header.seed
             del self._pending[:STREAM_HEADER_SIZE]
         while self._pending:
             if self.ended:
