@@ -27,6 +27,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -124,6 +125,15 @@ def _is_audio_name(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
 
 
+def _absolute(root: Path, paths: list[str]) -> list[str]:
+    """``os.path.abspath`` of each path below ``root``, by swapping the root's spelling for its
+    absolute path where it prefixes the path (a million ``abspath`` calls cost seconds)."""
+    spelled = os.fspath(root) + os.sep
+    base = os.path.abspath(root) + os.sep
+    cut = len(spelled)
+    return [base + p[cut:] if p.startswith(spelled) else os.path.abspath(p) for p in paths]
+
+
 def _key(path: str) -> str:
     """Sort key of a path, in the order the walk lists files (component by component)."""
     return path.replace(os.sep, "\0")
@@ -136,6 +146,8 @@ def _match(paths: PathColumn, previous: IndexEntries | None) -> np.ndarray:
     rows = np.full(len(paths), -1, dtype=np.int64)
     if previous is None or len(previous) == 0:
         return rows
+    if paths.same_as(previous.paths):  # the usual restart: the same files, row for row
+        return np.arange(len(paths), dtype=np.int64)
     keys = (_key(p) for p in previous.paths)
     if any(b < a for a, b in itertools.pairwise(keys)):  # not in walk order: by dictionary
         lookup = {p: k for k, p in enumerate(previous.paths)}
@@ -168,10 +180,13 @@ def _plan(root: Path, path: Path, hint: str) -> _Plan:
         found = find_files_with_stats(root, _is_audio_name)
     except ScanError as err:
         raise NoUsableAudioError(f"no usable audio in {root}: {err}; {hint}") from None
-    # Absolute paths in their own sort order (the walk's order differs for a root such as ".").
-    absolute = [os.path.abspath(file.path) for file in found]
+    absolute = _absolute(root, [file.path for file in found])
+    # In the order of the absolute paths, which is the walk's (sorted) order unless the root is
+    # spelled oddly (".": "./a.wav" sorts before "b/c.wav", "/cwd/a.wav" after "/cwd/b/c.wav").
     keys = [_key(path) for path in absolute]
-    order = sorted(range(len(found)), key=keys.__getitem__)
+    order: Any = range(len(found))
+    if any(b < a for a, b in itertools.pairwise(keys)):
+        order = sorted(order, key=keys.__getitem__)
     del keys
     paths = PathColumn.from_strings(absolute[i] for i in order)
     size = np.fromiter((found[i].size for i in order), np.int64, len(found))
@@ -236,7 +251,8 @@ def table_from_entries(
             f"first: {first}",
         )
     frames = target_frames(entries.frames[usable], entries.sample_rate[usable], sample_rate)
-    return AudioTable(entries.paths.take(usable), frames)
+    paths = entries.paths if len(usable) == len(entries) else entries.paths.take(usable)
+    return AudioTable(paths, frames)
 
 
 def indexed_folder(

@@ -15,6 +15,7 @@ import csv
 import json
 import math
 import os
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,8 +73,9 @@ class _Columns:
 
     def __init__(self) -> None:
         self.paths = PathColumnBuilder()
-        self.ints = {key: [] for key in INT_KEYS}
-        self.durations: list[float] = []
+        # Typed arrays: 8 bytes a value, where a list holds a 28-byte int object per value.
+        self.ints = {key: array("q") for key in INT_KEYS}
+        self.durations = array("d")
         self.errors: dict[int, str] = {}
 
     def add(self, path: str, duration: float, ints: dict[str, int], error: str | None) -> None:
@@ -86,13 +88,11 @@ class _Columns:
 
     def build(self) -> ManifestRows:
         def ints(key: str) -> np.ndarray:
-            return np.asarray(self.ints[key], dtype=np.int64)
+            return np.frombuffer(self.ints.pop(key), dtype=np.int64)
 
+        durations = np.frombuffer(self.durations, dtype=np.float64)
         return ManifestRows(
-            self.paths.build(),
-            np.asarray(self.durations, dtype=np.float64),
-            *(ints(key) for key in INT_KEYS),
-            errors=self.errors,
+            self.paths.build(), durations, *(ints(key) for key in INT_KEYS), errors=self.errors
         )
 
 
@@ -175,44 +175,73 @@ def _count(columns: _Columns, path: Path) -> None:
         )
 
 
-def _number(text: str, convert: Any, key: str, where: Any) -> Any:
-    try:
-        value = convert(text)
-    except ValueError:
-        value = -1
-    if not value >= 0 or value >= 2**62:  # NaN too
-        raise ManifestError(f"{where()}: {key} must be a number >= 0, got {text!r}")
-    return value
+def _index_row_error(values: list[str], where: str) -> ManifestError:
+    """The error of an index row that failed the fast conversion, naming the value."""
+    if len(values) != len(INDEX_COLUMNS) or not values[0]:
+        return ManifestError(f"{where}: expected {len(INDEX_COLUMNS)} values starting with a path")
+    for key, text in zip(INDEX_COLUMNS[1:7], values[1:7], strict=True):
+        try:
+            number = (float if key == "duration" else int)(text) if text else 0
+        except ValueError:
+            number = -1
+        if not number >= 0 or number >= 2**62:  # NaN too
+            return ManifestError(f"{where}: {key} must be a number >= 0, got {text!r}")
+    return ManifestError(f"{where}: the path is longer than {MAX_PATH_BYTES} bytes")
 
 
 def _index_rows(reader: Any, path: Path, base: str, columns: _Columns) -> None:
     """The rows of an escx data index, the fast way (a million in seconds): the columns are
-    known, so each row is eight strings converted in place, without a dict per row."""
+    known, so each row is eight strings converted in place, without a dict per row; a value
+    that fails is looked at again to name it (:func:`_index_row_error`)."""
     paths, durations, ints, errors = columns.paths, columns.durations, columns.ints, columns.errors
     frames, rates, channels = ints["frames"], ints["sample_rate"], ints["channels"]
     sizes, mtimes = ints["size"], ints["mtime_ns"]
-    nan, isabs, join, count = math.nan, os.path.isabs, os.path.join, len(INDEX_COLUMNS)
-    for i, values in enumerate(reader):
-        if not values:
-            continue
-        n = len(paths)
-        where = lambda i=i: f"{path} line {i + 2}"  # noqa: E731 - built only for an error
-        if len(values) != count or not values[0]:
-            raise ManifestError(f"{where()}: expected {count} values starting with a file path")
-        if n >= MAX_MANIFEST_ROWS:
-            _count(columns, path)
-        name = values[0]
-        if len(name) > MAX_PATH_BYTES // 4 and len(os.fsencode(name)) > MAX_PATH_BYTES:
-            raise ManifestError(f"{where()}: the path is longer than {MAX_PATH_BYTES} bytes")
-        paths.append(name if isabs(name) else join(base, name))
-        durations.append(_number(values[1], float, "duration", where) if values[1] else nan)
-        frames.append(_number(values[2], int, "frames", where) if values[2] else -1)
-        rates.append(_number(values[3], int, "sample_rate", where) if values[3] else -1)
-        channels.append(_number(values[4], int, "channels", where) if values[4] else -1)
-        sizes.append(_number(values[5], int, "size", where) if values[5] else -1)
-        mtimes.append(_number(values[6], int, "mtime_ns", where) if values[6] else -1)
-        if values[7]:
-            errors[n] = values[7]
+    empty_float, empty = -math.inf, _EMPTY  # stand for empty values until checked
+    isabs, join, count = os.path.isabs, os.path.join, len(INDEX_COLUMNS)
+    limit = MAX_PATH_BYTES // 4  # characters of up to 4 bytes: longer ones are measured
+    i, values = 0, []
+    try:
+        for i, values in enumerate(reader):  # noqa: B007 - both are read after the loop too
+            if not values:
+                continue
+            n = len(paths)
+            name = values[0]
+            if len(values) != count or not name or n >= MAX_MANIFEST_ROWS:
+                raise ValueError
+            if len(name) > limit and len(os.fsencode(name)) > MAX_PATH_BYTES:
+                raise ValueError
+            paths.append(name if isabs(name) else join(base, name))
+            durations.append(float(values[1]) if values[1] else empty_float)
+            frames.append(int(values[2]) if values[2] else empty)
+            rates.append(int(values[3]) if values[3] else empty)
+            channels.append(int(values[4]) if values[4] else empty)
+            sizes.append(int(values[5]) if values[5] else empty)
+            mtimes.append(int(values[6]) if values[6] else empty)
+            if values[7]:
+                errors[n] = values[7]
+    except (ValueError, OverflowError):
+        _count(columns, path)
+        raise _index_row_error(values, f"{path} line {i + 2}") from None
+    seconds = np.frombuffer(durations, dtype=np.float64)
+    _check_column(path, "duration", seconds, np.isfinite(seconds) & (seconds >= 0),
+                  seconds == empty_float)  # fmt: skip
+    seconds[seconds == empty_float] = math.nan
+    for key, column in ints.items():
+        values = np.frombuffer(column, dtype=np.int64)
+        _check_column(path, key, values, values >= 0, values == empty)
+        values[values == empty] = -1
+
+
+# The value an empty integer field holds while an index is read (then -1, as in ManifestRows).
+_EMPTY = -(2**63)
+
+
+def _check_column(path: Path, key: str, values: np.ndarray, ok: np.ndarray, empty: np.ndarray):
+    bad = np.flatnonzero(~(ok | empty))
+    if len(bad):
+        row = int(bad[0])
+        raise ManifestError(f"{path} line {row + 2}: {key} must be a number >= 0, got "
+                            f"{values[row].item()!r}")  # fmt: skip
 
 
 def read_manifest(manifest: str | os.PathLike) -> ManifestRows:

@@ -10,12 +10,16 @@ send to other ranks) and cost about the bytes of the paths plus 16 bytes per fil
 from __future__ import annotations
 
 import os
+import sys
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
 from escx.data.items import FileItem, ProbedItem
+
+# How the operating system turns file names into bytes and back (os.fsencode / os.fsdecode).
+_ENCODING, _ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
 class PathColumn(Sequence[str]):
@@ -24,8 +28,8 @@ class PathColumn(Sequence[str]):
     Names that are not valid UTF-8 survive through ``os.fsencode``/``os.fsdecode``.
     """
 
-    def __init__(self, blob: bytes = b"", offsets: np.ndarray | None = None) -> None:
-        self.blob = bytes(blob)
+    def __init__(self, blob: bytes | bytearray = b"", offsets: np.ndarray | None = None) -> None:
+        self.blob = blob  # not copied: a million paths are tens of megabytes
         self.offsets = np.zeros(1, dtype=np.int64) if offsets is None else offsets
 
     @classmethod
@@ -44,12 +48,16 @@ class PathColumn(Sequence[str]):
         if not 0 <= index < len(self):
             raise IndexError(index)
         start, stop = self.offsets[index], self.offsets[index + 1]
-        return os.fsdecode(self.blob[start:stop])
+        return self.blob[start:stop].decode(_ENCODING, _ERRORS)
 
     def __iter__(self) -> Iterator[str]:
-        blob, bounds, decode = self.blob, self.offsets.tolist(), os.fsdecode
+        blob, bounds = self.blob, self.offsets.tolist()
         for start, stop in zip(bounds, bounds[1:]):  # noqa: B905 - offsets has len + 1 items
-            yield decode(blob[start:stop])
+            yield blob[start:stop].decode(_ENCODING, _ERRORS)
+
+    def same_as(self, other: PathColumn) -> bool:
+        """Whether both hold the same strings in the same order (a byte comparison)."""
+        return np.array_equal(self.offsets, other.offsets) and self.blob == other.blob
 
     def take(self, indices: Iterable[int]) -> PathColumn:
         """A new column holding the entries at ``indices``, in that order."""
@@ -82,7 +90,10 @@ class PathColumnBuilder:
         return len(self._offsets) - 1
 
     def build(self) -> PathColumn:
-        return PathColumn(bytes(self._blob), np.frombuffer(self._offsets, dtype=np.int64).copy())
+        """The column; the builder's buffers are handed over (build once)."""
+        blob, self._blob = self._blob, bytearray()
+        offsets, self._offsets = self._offsets, array("q", [0])
+        return PathColumn(blob, np.frombuffer(offsets, dtype=np.int64))
 
 
 class AudioTable(Sequence[ProbedItem]):
@@ -115,8 +126,3 @@ class AudioTable(Sequence[ProbedItem]):
     @property
     def nbytes(self) -> int:
         return self.paths.nbytes + self.frames.nbytes
-
-
-def as_probed(files: AudioTable | Sequence[ProbedItem]) -> AudioTable | list[ProbedItem]:
-    """A table stays a table; anything else becomes a list."""
-    return files if isinstance(files, AudioTable) else list(files)

@@ -125,6 +125,7 @@ def manifest_table(
                 f"{label}: skipped {len(rows) - len(usable)} of {len(rows)} files (unreadable "
                 f"or empty): first: {first}",
             )
-        return AudioTable(rows.paths.take(usable), lengths[usable])
+        paths = rows.paths if len(usable) == len(rows) else rows.paths.take(usable)
+        return AudioTable(paths, lengths[usable])
 
     return group.run_on_zero(finish)
