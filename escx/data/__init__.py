@@ -1,4 +1,5 @@
-"""Data: audio sources (folders, manifests, Hugging Face datasets), datasets and the datamodule.
+"""Data: audio sources (folders, manifests, WebDataset shards, Hugging Face datasets), the data
+index of large folders, datasets and the datamodule.
 
 Names are imported lazily so that ``python -m escx.data.prepare`` does not pay for Lightning.
 """
@@ -27,11 +28,21 @@ _EXPORTS = {
     "open_hf_dataset": "escx.data.hf",
     "HFSourceError": "escx.data.hf",
     "generate_corpus": "escx.data.synthetic",
+    "AudioTable": "escx.data.table",
+    "indexed_folder": "escx.data.index",
+    "read_manifest": "escx.data.manifest",
+    "ShardCropDataset": "escx.data.shard_stream",
+    "write_shards": "escx.data.sharder",
 }
 
 __all__ = [
     "AudioDataModule",
     "AudioItem",
+    "AudioTable",
+    "ShardCropDataset",
+    "indexed_folder",
+    "read_manifest",
+    "write_shards",
     "ESC_SEGMENT_SAMPLES",
     "EpochShuffleSampler",
     "FileItem",
@@ -60,7 +71,11 @@ if TYPE_CHECKING:
         StreamingCropDataset,
     )
     from escx.data.hf import HFSourceError, open_hf_dataset
+    from escx.data.index import indexed_folder
     from escx.data.items import AudioItem, FileItem, NoUsableAudioError, probe_items
+    from escx.data.manifest import read_manifest
+    from escx.data.shard_stream import ShardCropDataset
+    from escx.data.sharder import write_shards
     from escx.data.sources import (
         ManifestError,
         SourceSpec,
@@ -69,6 +84,7 @@ if TYPE_CHECKING:
         parse_source,
     )
     from escx.data.synthetic import generate_corpus
+    from escx.data.table import AudioTable
 
 
 def __getattr__(name: str) -> Any:

@@ -145,13 +145,16 @@ def allow_unused_parameters(config: Any) -> None:
 
     Codebooks get no gradient during pre-training (the quantizer is bypassed) and for streams
     dropped by quantizer dropout, which plain DDP rejects. ``ddp`` (or ``auto`` on several
-    devices) therefore becomes ``ddp_find_unused_parameters_true``, ``ddp_spawn`` likewise.
+    devices, or on several nodes of one device each) therefore becomes
+    ``ddp_find_unused_parameters_true``, ``ddp_spawn`` likewise.
     """
     trainer = config.get("trainer", {})
     strategy = trainer.get("strategy")
     if not isinstance(strategy, str):
         return
-    if strategy == "auto" and _device_count(trainer.get("devices"), trainer.get("accelerator")) > 1:
+    nodes = trainer.get("num_nodes") or 1
+    devices = _device_count(trainer.get("devices"), trainer.get("accelerator"))
+    if strategy == "auto" and devices * nodes > 1:
         strategy = "ddp"
     if strategy in ("ddp", "ddp_spawn"):
         trainer["strategy"] = f"{strategy}_find_unused_parameters_true"
