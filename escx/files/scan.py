@@ -35,6 +35,10 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
+def _entry_name(entry: os.DirEntry) -> str:
+    return entry.name
+
+
 class FoundFile(NamedTuple):
     """A file found by :func:`find_files_with_stats`: its path and what ``stat`` said of it."""
 
@@ -77,7 +81,10 @@ def find_files_with_stats(
     """
     root = Path(root)
     seen_dirs: set[tuple[int, int]] = set()
-    found: dict[tuple[int, int], tuple[bool, FoundFile]] = {}  # file id -> (via a link, file)
+    # File id (st_dev and st_ino in one int: a tuple costs three objects a file, and a million
+    # files are scanned) -> the file; the ids of files so far reached only through a link.
+    found: dict[int, FoundFile] = {}
+    via_links: set[int] = set()
     skipped: list[str] = []
     unreadable: list[str] = []
     # (folder, depth, reached through a link); linked folders wait until the real tree is done.
@@ -99,30 +106,37 @@ def find_files_with_stats(
                 "point escx at the folder that holds the data"
             )
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            entries = sorted(os.scandir(folder), key=_entry_name)
         except OSError as error:
             unreadable.append(f"{folder} ({error.strerror})")
             continue
         subfolders: list[tuple[Path, int, bool]] = []
         for entry in entries:
-            if _is_hidden(entry.name):
+            name = entry.name
+            if _is_hidden(name):
                 continue
+            wanted = accept(name)
             try:
-                info = entry.stat()  # follows links
+                # Only folders and wanted files need a stat (``is_dir`` reads the entry's type
+                # without one, except for links); both follow links.
+                if not wanted and not entry.is_dir():
+                    continue
+                info = entry.stat()
                 link = via_link or entry.is_symlink()
             except OSError:  # a dangling link or a loop of links
-                if accept(entry.name):
+                if wanted:
                     skipped.append(entry.path)
                 continue
             if stat.S_ISDIR(info.st_mode):
                 subfolders.append((Path(entry.path), depth + 1, link))
-            elif accept(entry.name):
+            elif wanted:
                 if not stat.S_ISREG(info.st_mode):
                     skipped.append(entry.path)
                     continue
-                key = (info.st_dev, info.st_ino)
-                if key not in found or (found[key][0] and not link):
-                    found[key] = (link, FoundFile(entry.path, info.st_size, info.st_mtime_ns))
+                key = info.st_dev << 64 | info.st_ino
+                if key not in found or (key in via_links and not link):
+                    found[key] = FoundFile(entry.path, info.st_size, info.st_mtime_ns)
+                    (via_links.add if link else via_links.discard)(key)
         linked.extend(sub for sub in subfolders if sub[2])  # a queue: name order
         real.extend(sub for sub in reversed(subfolders) if not sub[2])  # a stack: name order
     if skipped:
@@ -141,4 +155,4 @@ def find_files_with_stats(
         )
     # In the order of Path objects (component by component), without building a Path per file:
     # NUL sorts below every character a name can hold, as the end of a component does.
-    return sorted((file for _, file in found.values()), key=lambda f: f.path.replace(os.sep, "\0"))
+    return sorted(found.values(), key=lambda f: f.path.replace(os.sep, "\0"))
