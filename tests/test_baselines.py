@@ -3,7 +3,6 @@ script: exact payload sizes, alignment, rows shaped like a trained codec's, one-
 
 from __future__ import annotations
 
-import ctypes.util
 import importlib.util
 import json
 import math
@@ -17,15 +16,12 @@ import pytest
 import soundfile as sf
 import torch
 from report_pages import parse_report
-from tools_fixtures import SPEECH, speech_like, write_wav
+from tools_fixtures import HAVE_OPUS, SPEECH, speech_like, write_wav
 
 from escx.baselines import BASELINES, load_baseline
 from escx.evaluation import evaluate_baselines
 
 ESCX = str(Path(sys.executable).parent / "escx")
-HAVE_OPUS = importlib.util.find_spec("opuslib") is not None and bool(
-    ctypes.util.find_library("opus")
-)
 HAVE_CODEC2 = importlib.util.find_spec("pycodec2") is not None
 needs_opus = pytest.mark.skipif(
     not HAVE_OPUS,

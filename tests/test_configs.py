@@ -42,6 +42,8 @@ PARAMETERS = {
     "dac.yaml": 74_175_906,
     "dac-9kbps.yaml": 74_335_746,
     "dac-tiny.yaml": 595_798,
+    # The baseline study's DAC, matched to the tiny ESC's 446,266 parameters.
+    "dac-tiny-matched.yaml": 448_384,
 }
 
 

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 from browser import Browser, find_chromium
 from report_pages import parse_report
-from tools_fixtures import SAMPLE_RATE, make_checkpoint, speech_like, write_wav
+from tools_fixtures import HAVE_OPUS, SAMPLE_RATE, make_checkpoint, speech_like, write_wav
 
 from escx.evaluation.page import write_page
 from escx.evaluation.report import COLUMNS, format_cell
@@ -124,10 +124,15 @@ def test_demo_evaluation_writes_the_report(tmp_path, capsys):
 
     clip = write_wav(tmp_path / "val" / "one.wav", speech_like(20_000))
     rows = evaluate(build_codec({"codec": SMALL_CODEC_CONFIG}), [clip], "demo", [1], tmp_path / "r")
-    assert len(rows) == 1 and "== demo" in capsys.readouterr().out
+    assert [r["kbps"] for r in rows if r["codec"] != "opus"] == [1.5]
+    # Opus at 6, 9 and 12 kbps on the same clip beside the codec, where libopus is installed.
+    assert [r["kbps"] for r in rows if r["codec"] == "opus"] == ([6, 9, 12] if HAVE_OPUS else [])
+    assert "== demo" in capsys.readouterr().out
     page = parse_report(tmp_path / "r" / "report.html")
-    (listen,) = [t for t in page.tables if t.cls == "listen"]
-    assert listen.header == ["clip", "original", "1.5 kbps"] and len(page.audios) == 2
+    listen = [t for t in page.tables if t.cls == "listen"]
+    assert listen[0].header == ["clip", "original", "1.5 kbps"]
+    # Opus's own table repeats the original beside its three players.
+    assert len(page.audios) == (6 if HAVE_OPUS else 2)
 
 
 def _wide_page(folder: Path) -> Path:

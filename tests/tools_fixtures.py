@@ -7,6 +7,8 @@ tested on exactly what users run, only smaller.
 
 from __future__ import annotations
 
+import ctypes.util
+import importlib.util
 import zlib
 from pathlib import Path
 
@@ -18,6 +20,11 @@ from escx.api import save_codec_checkpoint
 from escx.config import build_codec
 
 SAMPLE_RATE = 16000
+# Opus runs where opuslib (the baselines extra) and libopus (apt-get install libopus0) are
+# both installed; reports then carry Opus rows beside every trained codec.
+HAVE_OPUS = importlib.util.find_spec("opuslib") is not None and bool(
+    ctypes.util.find_library("opus")
+)
 SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "speech"
 REFERENCE_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "reference"
 

@@ -28,9 +28,9 @@ from escx.data.shard_files import MAX_SHARDS, require_webdataset
 
 log = logging.getLogger(__name__)
 
-# A shard smaller than this is mostly tar headers; one larger than this cannot be split across
-# workers and takes hours to read once.
-MIN_SHARD_BYTES = 1_000
+# A shard smaller than this is mostly tar headers (a typo such as 1 for 1GB); one larger than
+# this cannot be split across workers and takes hours to read once.
+MIN_SHARD_BYTES = 100
 MAX_SHARD_BYTES = 1_000_000_000_000
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 _UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
@@ -48,7 +48,7 @@ def parse_size(text: str) -> int:
         raise ValueError(f"--shard-size {text!r}: give a size such as 1GB, 500MB or 64MiB")
     size = int(float(match.group(1)) * _UNITS[unit])
     if not MIN_SHARD_BYTES <= size <= MAX_SHARD_BYTES:
-        raise ValueError(f"--shard-size {text}: give a size from 1KB to 1TB")
+        raise ValueError(f"--shard-size {text}: give a size from 100B to 1TB")
     return size
 
 
@@ -81,6 +81,8 @@ def write_shards(
     workers: int = 1,
 ) -> ShardSummary:
     """Write the usable audio of ``source`` as tar shards ``<staging>/<prefix>-NNNNNN.tar``.
+
+    A shard's size counts the files' bytes (each file adds about 1 KB of tar headers and JSON).
 
     Args:
         source: a folder (recursive) or a CSV/JSONL manifest.

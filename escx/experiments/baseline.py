@@ -41,7 +41,7 @@ DAC_MODELS = {
     "tiny": [
         "experiments/dac.yaml",
         "experiments/dac-tiny.yaml",
-        "experiments/ablations/baseline-dac-tiny.yaml",
+        "experiments/dac-tiny-matched.yaml",
     ],
     "base": ["experiments/dac.yaml", "experiments/dac-9kbps.yaml"],
 }

@@ -1,4 +1,4 @@
-"""DAC's residual VQ with factorized codes (Kumar et al. 2023, §3.2; docs/esc.md §18).
+"""DAC's residual VQ with factorized codes (Kumar et al. 2023, section 3.2; docs/esc.md §18).
 
 Every stage (stream) has its own projections: a weight-normalised 1x1 convolution from the full
 latent width down to ``codebook_dim`` (8), a codebook searched by cosine similarity (both sides
