@@ -71,21 +71,6 @@ class STFTCodec(Codec):
         """Code frames for ``length`` samples."""
         return self.stft.padded_length(length) // self.stft.length_multiple
 
-    def check_codes(self, codes: Tensor, length: int) -> None:
-        """Raise a one-line ValueError unless ``codes`` can decode to ``length`` samples."""
-        if codes.dim() != 4 or codes.shape[2] != self.num_groups:
-            raise ValueError(
-                f"codes must have shape (B, streams <= {self.max_streams}, {self.num_groups}, "
-                f"frames), got {tuple(codes.shape)}"
-            )
-        if codes.shape[-1] != self.num_frames(length):
-            raise ValueError(
-                f"{codes.shape[-1]} code frames cannot hold {length} samples "
-                f"(expected {self.num_frames(length)} frames)"
-            )
-        if codes.numel() and (codes.min() < 0 or codes.max() >= self.codebook_size):
-            raise ValueError(f"codes must lie in [0, {self.codebook_size}); the input is corrupt")
-
     def _analyse(self, audio: Tensor) -> tuple[Tensor, list[Tensor]]:
         spec = self.stft(self.stft.pad(audio))
         return spec, self.encoder(spec)
