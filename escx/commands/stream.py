@@ -85,10 +85,10 @@ def _samples(block: bytes, dtype: np.dtype) -> np.ndarray:
 
 def compress_main(argv: list[str]) -> int:
     parser = ArgumentParser(
-        prog="escx compress --stream",
+        prog="escx compress",
         description="Compress raw PCM to an escx stream, writing packets as frames become final.",
     )
-    parser.add_argument("--stream", action="store_true", required=True)
+    parser.add_argument("--stream", action="store_true", required=True, help="streaming mode")
     parser.add_argument("input", nargs="?", default="-", help="raw PCM file, or - (stdin)")
     parser.add_argument("-o", "--output", default="-", help="stream file, or - (stdout)")
     parser.add_argument("--model", required=True, help="codec checkpoint (escx fit / convert)")
@@ -224,11 +224,11 @@ def _audio_output(
 
 def decompress_main(argv: list[str]) -> int:
     parser = ArgumentParser(
-        prog="escx decompress --stream",
+        prog="escx decompress",
         description="Decompress an escx stream to raw PCM (or a .wav/.flac file) as samples "
         "become final; a stream cut short decodes up to its last whole packet.",
     )
-    parser.add_argument("--stream", action="store_true", required=True)
+    parser.add_argument("--stream", action="store_true", required=True, help="streaming mode")
     parser.add_argument("input", nargs="?", default="-", help="stream file, or - (stdin)")
     parser.add_argument("-o", "--output", default="-", help=".wav/.flac file, or - (raw PCM)")
     parser.add_argument("--model", required=True, help="the checkpoint that compressed it")

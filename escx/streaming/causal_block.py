@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from escx import kernels
 from escx.backbones import fused
 from escx.backbones.swin_layers import CAUSAL_MASK_VALUE, boundary_masks
 from escx.streaming.ops import TimeOp
@@ -46,7 +47,7 @@ class CausalBlockOp(TimeOp):
         self.done = 0  # tokens computed
         self.pending = TimeBuffer(2)  # tokens of a frame not yet whole
         self.cache: Tensor | None = None  # qkv of the open window's earlier tokens
-        self._row_mask: Tensor | None = None
+        self._mask_cache: Tensor | None = None  # (3, N, N) boundary masks of a shifted block
 
     def ready(self, received: int, ended: bool) -> int:
         return received if ended else received - received % self.frame
@@ -102,27 +103,43 @@ class CausalBlockOp(TimeOp):
         if self.shift:
             grid = torch.roll(grid, -self.shift, dims=1)
         nh, nw = hp // ws, cols // ws
-        windows = grid.view(b, nh, ws, nw, ws, 3, heads, hd).permute(5, 0, 1, 3, 6, 2, 4, 7)
-        q, k, v = windows.reshape(3, b, nh, nw, heads, ws * ws, hd).unbind(0)
-        scores = torch.matmul(q * hd**-0.5, k.transpose(-1, -2))
-        scores = scores + attn.position_bias().float()  # causal mask included
-        if self.shift:
-            scores[:, -1] += self._last_row_mask(seq.device)
-        if lead:  # the empty columns of the first window are no tokens at all
-            empty = torch.arange(ws * ws, device=seq.device) % ws < lead
-            scores[:, :, 0] += torch.where(empty, CAUSAL_MASK_VALUE, 0.0)
-        out = torch.matmul(torch.softmax(scores, dim=-1), v)  # (B, nh, nw, heads, N, hd)
-        out = out.view(b, nh, nw, heads, ws, ws, hd).permute(0, 1, 4, 2, 5, 3, 6)
+        bias = attn.position_bias().float()  # causal mask included
+        native = None
+        if not lead:  # escx's window-attention kernel, with the row mask on the last row only
+            windows = grid.view(b, nh, ws, nw, ws, c3).permute(0, 1, 3, 2, 4, 5)
+            windows = windows.reshape(b * nh * nw, ws * ws, c3)
+            native = kernels.window_attention(
+                windows, bias, self._masks(seq.device), (b, nh, nw), heads
+            )
+        if native is not None:
+            out = native.view(b, nh, nw, ws, ws, heads * hd).permute(0, 1, 3, 2, 4, 5)
+        else:
+            windows = grid.view(b, nh, ws, nw, ws, 3, heads, hd).permute(5, 0, 1, 3, 6, 2, 4, 7)
+            q, k, v = windows.reshape(3, b, nh, nw, heads, ws * ws, hd).unbind(0)
+            scores = torch.matmul(q * hd**-0.5, k.transpose(-1, -2)) + bias
+            if self.shift:
+                scores[:, -1] += self._masks(seq.device)[0]
+            if lead:  # the empty columns of the first window are no tokens at all
+                empty = torch.arange(ws * ws, device=seq.device) % ws < lead
+                scores[:, :, 0] += torch.where(empty, CAUSAL_MASK_VALUE, 0.0)
+            out = torch.matmul(torch.softmax(scores, dim=-1), v)  # (B, nh, nw, heads, N, hd)
+            out = out.view(b, nh, nw, heads, ws, ws, hd).permute(0, 1, 4, 2, 5, 3, 6)
         out = out.reshape(b, hp, cols, heads * hd)
         if self.shift:
             out = torch.roll(out, self.shift, dims=1)
         return out[:, :h, lead + n - new : lead + n].to(seq.dtype)
 
-    def _last_row_mask(self, device: torch.device) -> Tensor:
-        """Swin's region mask of the last window row of a shifted grid (N, N)."""
-        if self._row_mask is None or self._row_mask.device != device:
-            self._row_mask = boundary_masks(self.window, self.shift, device)[0]
-        return self._row_mask
+    def _masks(self, device: torch.device) -> Tensor | None:
+        """Masks of the last window row, the last window column and the corner (3, N, N), as
+        :func:`~escx.backbones.swin_layers.boundary_masks` orders them, for a grid whose time
+        windows are all interior: Swin's row mask on the last row (and corner) of a shifted
+        block, nothing on the last column. None for an unshifted block."""
+        if not self.shift:
+            return None
+        if self._mask_cache is None or self._mask_cache.device != device:
+            row = boundary_masks(self.window, self.shift, device)[0]
+            self._mask_cache = torch.stack([row, torch.zeros_like(row), row])
+        return self._mask_cache
 
 
 class CausalConvOp(TimeOp):
