@@ -24,7 +24,7 @@ help: ## show this help
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -c constraints.txt -e ".[dev,eval,baselines,data]"
+	$(BIN)/pip install -c constraints.txt -e ".[dev,eval,baselines,data,export]"
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install escx with the torch constraint
