@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from escx.benchmark.data_loader import add_data_arguments, run_data_command
+from escx.benchmark.onnx_runtime import add_onnx_arguments, run_onnx_command
 from escx.benchmark.streaming import add_streaming_arguments, run_streaming_command
 from escx.commands.common import ArgumentParser, CommandError, say
 
@@ -71,6 +72,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("-o", "--out", default="results/bench", help="folder for the report")
     add_data_arguments(parser)  # --data DIR: the training data loader instead (data_loader.py)
     add_streaming_arguments(parser)  # --streaming: the streaming coder instead (streaming.py)
+    add_onnx_arguments(parser)  # --onnx [DIR]: ONNX Runtime beside escx instead (onnx_runtime.py)
     args = parser.parse_args(argv)
     for name in ("seconds", "repeats", "threads", "train_batch", "train_seconds", "train_repeats"):
         if getattr(args, name) <= 0:
@@ -83,6 +85,9 @@ def main(argv: list[str]) -> int:
         return run_data_command(args, out)
     if args.streaming:
         return run_streaming_command(args, out)
+    if args.onnx is not None:
+        logging.basicConfig(level=logging.WARNING, format="escx bench: %(message)s")
+        return run_onnx_command(args, out)
     for flag, path in (("--model", args.model), ("--quality-model", args.quality_model)):
         if path and not Path(path).is_file():
             raise CommandError(f"{flag} {path}: no such checkpoint")
