@@ -25,6 +25,7 @@ TOOL_COMMANDS = {
     "sweep": ("escx.commands.sweep", "run a W&B sweep file locally"),
     "ablation": ("escx.commands.ablation", "train and compare the variants of a study"),
     "bench": ("escx.commands.bench", "measure codec speed, throughput and memory"),
+    "export": ("escx.commands.export", "export a codec to ONNX (encoder and decoder graphs)"),
     "data": ("escx.commands.data", "write WebDataset shards or a data index of a corpus"),
 }
 
