@@ -52,6 +52,8 @@ def _sample_files(folder: Path, count: int) -> list[Path]:
     from escx.data.probe import probe_paths
 
     files = find_audio_files(folder)
+    if not files:
+        return []
     picks = [files[round(i * (len(files) - 1) / max(1, count - 1))] for i in range(count)]
     picks = list(dict.fromkeys(picks))
     probes = probe_paths([str(p) for p in picks], 1)
@@ -209,7 +211,10 @@ def run_data_command(args: argparse.Namespace, out: Path) -> int:
     for count in workers:
         if count < 1:
             raise CommandError(f"--data-workers {count}: give counts of 1 or more")
-        check_workers(count)
+        try:
+            check_workers(count)
+        except ValueError as err:  # its message names the fit option; this is --data-workers
+            raise CommandError(str(err).replace("data.num_workers", "--data-workers")) from None
     for name in ("data_files", "data_batches"):
         if getattr(args, name) < 1:
             raise CommandError(f"--{name.replace('_', '-')} must be >= 1")
