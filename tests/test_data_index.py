@@ -141,6 +141,7 @@ def _bad_sources(tmp_path: Path) -> dict[str, tuple[list[str], dict[str, str], s
     }
 
 
+@pytest.mark.slow  # five escx starts: ~20 s on 2 free cores, over a minute on busy ones
 def test_bad_training_sources_are_one_line_and_write_nothing(tmp_path):
     cases = _bad_sources(tmp_path)
     before = _state(tmp_path)
