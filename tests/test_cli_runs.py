@@ -19,7 +19,7 @@ import torch
 import yaml
 from report_pages import parse_report
 from tools_fixtures import HAVE_OPUS
-from training_helpers import ESC, REPO, TINY, write_corpus
+from training_helpers import ESC, REPO, TINY, logged_losses, write_corpus
 
 import escx
 from escx.data.datamodule import AudioDataModule
@@ -80,17 +80,6 @@ def _assert_quiet(output: str) -> None:
     assert not heard, f"noise in the run's output: {heard}\n{output[-3000:]}"
 
 
-def _losses(folder: Path) -> dict[int, float]:
-    """train/loss/stft per step, over every CSV version a run folder holds."""
-    losses: dict[int, float] = {}
-    for file in sorted(folder.glob("logs/version_*/metrics.csv")):
-        with open(file) as handle:
-            for row in csv.DictReader(handle):
-                if row.get("train/loss/stft"):
-                    losses[int(row["step"])] = float(row["train/loss/stft"])
-    return losses
-
-
 def _codec_state(path: Path) -> dict[str, torch.Tensor]:
     state = torch.load(path, weights_only=True)["state_dict"]
     return {k: v for k, v in state.items() if k.startswith("codec.")}
@@ -101,7 +90,7 @@ def _wait_for_training(process: subprocess.Popen, folder: Path, rows: int) -> No
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         assert process.poll() is None, "the run ended before it could be interrupted"
-        if len(_losses(folder)) >= rows:
+        if len(logged_losses(folder)) >= rows:
             return
         time.sleep(0.05)
     raise AssertionError("the run did not start training in time")
@@ -159,7 +148,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(corpus, tmp_path):
     )
     assert full.returncode == 0, full.stderr[-2000:]
     _assert_quiet(full.stdout + full.stderr)  # a plain run prints no third-party noise
-    reference = _losses(tmp_path / "full")
+    reference = logged_losses(tmp_path / "full")
     assert sorted(reference) == list(range(steps))
 
     folder = tmp_path / "stopped"
@@ -170,7 +159,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(corpus, tmp_path):
     _, stderr = run.communicate(timeout=120)
     assert run.returncode == 143, stderr[-2000:]
     assert "stopped by SIGTERM" in stderr.splitlines()[-1]
-    before_stop = _losses(folder)
+    before_stop = logged_losses(folder)
     last = folder / "checkpoints" / "last.ckpt"
     done = torch.load(last, weights_only=True)["global_step"]  # optimizer steps in last.ckpt
     assert 3 <= done < steps
@@ -201,7 +190,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(corpus, tmp_path):
     assert "Restored all states" in resumed.stdout + resumed.stderr
     assert not stale.exists()
     assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]  # no last-v1.ckpt
-    after = {k: v for k, v in _losses(folder).items() if k not in before_stop}
+    after = {k: v for k, v in logged_losses(folder).items() if k not in before_stop}
     assert sorted(after) == list(range(done, steps))  # the resumed run continues the count
     for step, loss in {**before_stop, **after}.items():
         assert loss == pytest.approx(reference[step], rel=1e-5, abs=1e-7), step

@@ -4,7 +4,6 @@ run again (as the requeued job runs it) resumes exactly, in the same W&B run."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_helpers import ESC, REPO, TINY, free_port, write_corpus
+from training_helpers import ESC, REPO, TINY, free_port, logged_losses, write_corpus
 
 ESCX = str(Path(sys.executable).parent / "escx")
 TORCHRUN = str(Path(sys.executable).parent / "torchrun")
@@ -53,16 +52,6 @@ def _fit(train: Path, root: str, steps: int, *extra: str) -> list[str]:
         "--data.val", "null", "--trainer.default_root_dir", root,
         "--trainer.max_steps", str(steps), *extra,
     ]  # fmt: skip
-
-
-def _losses(folder: Path) -> dict[int, float]:
-    losses: dict[int, float] = {}
-    for file in sorted(folder.glob("logs/version_*/metrics.csv")):
-        with open(file) as handle:
-            for row in csv.DictReader(handle):
-                if row.get("train/loss/stft"):
-                    losses[int(row["step"])] = float(row["train/loss/stft"])
-    return losses
 
 
 def test_two_torchrun_launchers_train_one_model(corpus, tmp_path):
@@ -114,7 +103,7 @@ def test_sigusr1_under_slurm_requeues_and_the_same_command_resumes(corpus, tmp_p
     full = subprocess.run(cmd, cwd=tmp_path / "full", env=_env(**slurm), capture_output=True,
                           text=True, timeout=1800)  # fmt: skip
     assert full.returncode == 0, full.stderr[-3000:]
-    reference = _losses(tmp_path / "full")
+    reference = logged_losses(tmp_path / "full")
     assert sorted(reference) == list(range(steps))
     (tmp_path / "scontrol.log").unlink(missing_ok=True)
 
@@ -122,7 +111,7 @@ def test_sigusr1_under_slurm_requeues_and_the_same_command_resumes(corpus, tmp_p
     folder.mkdir()
     run = subprocess.Popen(cmd, cwd=folder, env=_env(**slurm), stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 1200
-    while len(_losses(folder)) < 3 and time.monotonic() < deadline:
+    while len(logged_losses(folder)) < 3 and time.monotonic() < deadline:
         assert run.poll() is None, "the run ended before the signal"
         time.sleep(0.05)
     run.send_signal(signal.SIGUSR1)
@@ -147,7 +136,7 @@ def test_sigusr1_under_slurm_requeues_and_the_same_command_resumes(corpus, tmp_p
     assert requeued.returncode == 0, requeued.stderr[-3000:]
     assert "SLURM job 4242 (restart 1) resumes its run" in requeued.stderr
     assert "0 checked" in requeued.stderr  # the data index of the first start was reused
-    losses = _losses(folder)
+    losses = logged_losses(folder)
     done = blob["global_step"]  # Lightning may stop before logging the batch in flight
     assert set(range(steps)) - {done - 1} <= set(losses) <= set(range(steps))
     for step, loss in losses.items():

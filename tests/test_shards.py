@@ -4,7 +4,6 @@ uninterrupted one (slow)."""
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import subprocess
@@ -16,7 +15,7 @@ import pytest
 import torch
 from test_data_index import write_numbered
 from torch.utils.data import DataLoader
-from training_helpers import ESC, REPO, TINY
+from training_helpers import ESC, REPO, TINY, logged_losses
 
 from escx.data.shard_files import check_shard
 from escx.data.shard_stream import ShardCropDataset
@@ -99,16 +98,6 @@ def test_a_shard_cut_at_a_member_boundary_is_found_by_the_full_check(shards, tmp
     assert (info.samples, info.size, info.error) == (3, len(whole), "")
 
 
-def _losses(folder: Path) -> dict[int, float]:
-    losses: dict[int, float] = {}
-    for file in sorted(folder.glob("logs/version_*/metrics.csv")):
-        with open(file) as handle:
-            for row in csv.DictReader(handle):
-                if row.get("train/loss/stft"):
-                    losses[int(row["step"])] = float(row["train/loss/stft"])
-    return losses
-
-
 @pytest.mark.slow
 def test_a_run_on_shards_stopped_and_resumed_equals_an_uninterrupted_one(tmp_path):
     """Two loader workers, shards read through pipe: (allowed), SIGTERM mid-epoch, resume."""
@@ -129,13 +118,13 @@ def test_a_run_on_shards_stopped_and_resumed_equals_an_uninterrupted_one(tmp_pat
     full = subprocess.run(cmd, cwd=tmp_path / "full", env=env, capture_output=True, text=True,
                           timeout=1800)  # fmt: skip
     assert full.returncode == 0, full.stderr[-3000:]
-    reference = _losses(tmp_path / "full")
+    reference = logged_losses(tmp_path / "full")
     assert sorted(reference) == list(range(14))  # 8 batches an epoch: the run crosses one
 
     folder = tmp_path / "stopped"
     run = subprocess.Popen(cmd, cwd=folder, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 1200
-    while len(_losses(folder)) < 3 and time.monotonic() < deadline:
+    while len(logged_losses(folder)) < 3 and time.monotonic() < deadline:
         assert run.poll() is None, "the run ended before it could be stopped"
         time.sleep(0.05)
     run.send_signal(signal.SIGTERM)
@@ -147,7 +136,7 @@ def test_a_run_on_shards_stopped_and_resumed_equals_an_uninterrupted_one(tmp_pat
                              capture_output=True, text=True, timeout=1800)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "0 checked" in resumed.stderr  # the shard counts came from the run's index
-    losses = _losses(folder)
+    losses = logged_losses(folder)
     assert set(range(14)) - {done - 1} <= set(losses) <= set(range(14))
     for step, loss in losses.items():
         assert loss == pytest.approx(reference[step], rel=1e-5, abs=1e-7), step

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import socket
@@ -81,3 +82,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def logged_losses(folder: Path) -> dict[int, float]:
+    """train/loss/stft per step, over every CSV log version a run folder holds (a resumed run
+    writes a new version)."""
+    losses: dict[int, float] = {}
+    for file in sorted(folder.glob("logs/version_*/metrics.csv")):
+        with open(file) as handle:
+            for row in csv.DictReader(handle):
+                if row.get("train/loss/stft"):
+                    losses[int(row["step"])] = float(row["train/loss/stft"])
+    return losses
