@@ -85,5 +85,8 @@ class InterruptBeforeTraining(L.Callback):
     """Presses Ctrl-C (SIGINT to its own process) while the run is set up, before step 1."""
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # A process started in the background by a non-interactive shell (as CI may start the
+        # suite) inherits SIGINT ignored; a terminal's foreground process has Python's handler.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(5)  # the KeyboardInterrupt is raised here

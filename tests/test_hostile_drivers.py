@@ -211,6 +211,13 @@ def test_a_sweep_without_a_goal_minimises_as_wandb_does(tmp_path):
     assert load_sweep(path)["metric"]["goal"] == "minimize"
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """SIGINT at its default in the child: a suite started in the background by a
+    non-interactive shell (as CI may start it) passes SIGINT on ignored, and a process that
+    starts with SIGINT ignored keeps ignoring Ctrl-C, as a terminal's foreground one does not."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_before_the_first_checkpoint_says_to_start_again(sources, tmp_path):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while the first run of
@@ -220,7 +227,7 @@ def test_ctrl_c_before_the_first_checkpoint_says_to_start_again(sources, tmp_pat
     sweep = subprocess.Popen(
         [ESCX, "sweep", "ok.yaml", "--data.train", "data/train", "--data.val", "data/val"],
         cwd=work, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=_sigint_as_in_a_terminal,
     )  # fmt: skip
     started = work / "runs" / "sweeps" / "ok" / "run-000" / "command.txt"
     deadline = time.monotonic() + 240
