@@ -28,6 +28,7 @@ def _run(*args: object) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # a minute or more of training through the console script
 @pytest.mark.timeout(600)
 def test_fit_then_compress_decompress_and_eval_with_fsq(tmp_path: Path) -> None:
     train = write_corpus(tmp_path / "train", 4, 0.6, seed=1)

@@ -81,6 +81,7 @@ def test_run_names_come_from_the_composition():
     assert {"conv", "rvq", "esc", "pretrain_steps=0"} <= set(tags)
 
 
+@pytest.mark.slow  # a minute or more of training through the console script
 def test_two_run_sweep_runs_and_ranks(tmp_path, monkeypatch, capsys):
     """`escx sweep FILE --config EXTRA --data.batch_size 3`: both runs train, rank and log to W&B;
     the extra config and options apply to every run, but a swept value wins over the same option
