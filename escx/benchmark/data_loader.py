@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from escx.benchmark.report import write_report
+
 log = logging.getLogger(__name__)
 
 CROP_SECONDS = 3.0
@@ -198,8 +200,6 @@ def data_markdown(result: dict[str, Any]) -> str:
 
 def run_data_command(args: argparse.Namespace, out: Path) -> int:
     """``escx bench --data``: measure, write ``data.json`` and ``data.md``, print the report."""
-    import json
-
     import torch
 
     from escx.commands.common import CommandError, say
@@ -226,10 +226,8 @@ def run_data_command(args: argparse.Namespace, out: Path) -> int:
         args.data, args.data_files, args.data_batches, workers, args.train_batch,
         args.config or ["experiments/esc.yaml"], args.train_repeats, devices, args.step_rate,
     )  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
     text = data_markdown(result)
-    (out / "data.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "data.md").write_text(text + "\n")
+    json_path, md_path = write_report(out, "data", result, text)
     say(text)
-    say(f"written: {out / 'data.json'}, {out / 'data.md'}")
+    say(f"written: {json_path}, {md_path}")
     return 0

@@ -13,7 +13,6 @@ requested streams need.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import tempfile
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import torch
 
 from escx.benchmark.measure import time_calls
+from escx.benchmark.report import write_report
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,5 @@ def bench_onnx(
             ).folder
             result = run_onnx_bench(handle, folder, seconds, repeats, warmup)
     text = onnx_markdown(result)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "onnx.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "onnx.md").write_text(text + "\n")
+    write_report(out, "onnx", result, text)
     return text

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 BASELINE = "straightforward fp32"
+
+
+def write_report(out: Path, name: str, result: dict[str, Any], text: str) -> tuple[Path, Path]:
+    """Write ``out/NAME.json`` (the result) and ``out/NAME.md`` (its Markdown ``text``);
+    returns both paths. Every ``escx bench`` mode reports this way."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = (out / f"{name}.json", out / f"{name}.md")
+    paths[0].write_text(json.dumps(result, indent=2) + "\n")
+    paths[1].write_text(text + "\n")
+    return paths
 
 
 def _mb(value: float | None) -> str:

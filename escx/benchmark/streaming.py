@@ -15,11 +15,12 @@ ESC-Base (``experiments/esc-causal.yaml``), random weights (speed does not depen
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from escx.benchmark.report import write_report
 
 if TYPE_CHECKING:
     import torch
@@ -165,12 +166,10 @@ def run_streaming_command(args: argparse.Namespace, out: Path) -> int:
         "environment": {"torch": torch.__version__, "cpu": _cpu_name(), "seconds": args.seconds},
         "models": models,
     }
-    out.mkdir(parents=True, exist_ok=True)
     text = markdown(result)
-    (out / "streaming.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "streaming.md").write_text(text + "\n")
+    json_path, md_path = write_report(out, "streaming", result, text)
     say(text)
-    say(f"written: {out / 'streaming.json'}, {out / 'streaming.md'}")
+    say(f"written: {json_path}, {md_path}")
     return 0
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -97,7 +96,7 @@ def main(argv: list[str]) -> int:
 
     import torch
 
-    from escx.benchmark.report import markdown
+    from escx.benchmark.report import markdown, write_report
     from escx.benchmark.suite import BenchOptions, run_bench
 
     devices = args.device or ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
@@ -125,10 +124,8 @@ def main(argv: list[str]) -> int:
     )
     logging.basicConfig(level=logging.WARNING, format="escx bench: %(message)s")
     result = run_bench(options)
-    out.mkdir(parents=True, exist_ok=True)
     text = markdown(result)
-    (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "bench.md").write_text(text + "\n")
+    json_path, md_path = write_report(out, "bench", result, text)
     say(text)
-    say(f"written: {out / 'bench.json'}, {out / 'bench.md'}")
+    say(f"written: {json_path}, {md_path}")
     return 0
