@@ -39,7 +39,6 @@ from escx.commands.common import (
     add_model_metrics_argument,
     say,
 )
-from escx.experiments.ablation import pretrain_steps
 from escx.experiments.fit_check import check_fit_commands
 from escx.experiments.options import DriverParser, at_least, check_devices
 from escx.experiments.recipes import (
@@ -50,6 +49,7 @@ from escx.experiments.recipes import (
     repo_relative,
 )
 from escx.experiments.runs import RunStopped, check_run_folder, fit_command, run_fit
+from escx.experiments.studies import pretrain_steps
 from escx.security.resources import usable_cores
 
 ROOT = Path("runs/demo")

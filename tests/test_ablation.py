@@ -12,12 +12,8 @@ import pytest
 from training_helpers import REPO
 
 from escx.cli import main
-from escx.experiments.ablation import (
-    pretrain_study,
-    quantizer_study,
-    recipe_study,
-    variant_command,
-)
+from escx.experiments.ablation import variant_command
+from escx.experiments.studies import pretrain_study, quantizer_study, recipe_study
 
 
 def test_studies_compare_the_right_variants():

@@ -16,8 +16,9 @@ import pytest
 import escx
 from escx.evaluation.report import table_columns
 from escx.experiments import baseline
-from escx.experiments.ablation import STUDIES, study_streams, variant_configs
+from escx.experiments.ablation import study_streams, variant_configs
 from escx.experiments.recipes import repo_relative
+from escx.experiments.studies import STUDIES
 
 ESCX = str(Path(sys.executable).parent / "escx")
 SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "speech"

@@ -281,7 +281,7 @@ def test_esc_base_parameter_counts_per_codebook_kind(overlay: str) -> None:
 
 
 def test_codebook_kind_study_changes_only_the_kind() -> None:
-    from escx.experiments.ablation import STUDIES, codebook_kind_study, default_steps
+    from escx.experiments.studies import STUDIES, codebook_kind_study, default_steps
 
     assert STUDIES["codebook-kind"] is codebook_kind_study
     variants = codebook_kind_study(500)

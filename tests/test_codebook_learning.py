@@ -21,7 +21,7 @@ from training_helpers import ESC, REPO, TINY, free_port, write_corpus
 import escx
 from escx.config import registries
 from escx.data.datamodule import AudioDataModule
-from escx.experiments.ablation import STUDIES, codebook_study, default_steps
+from escx.experiments.studies import STUDIES, codebook_study, default_steps
 from escx.quantizers.codebook import Codebook
 from escx.quantizers.kinds import codebook_spec
 from escx.quantizers.kmeans import kmeans

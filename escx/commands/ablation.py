@@ -8,11 +8,12 @@ import logging
 from pathlib import Path
 
 from escx.commands.common import CommandError, add_model_metrics_argument, say
-from escx.experiments.ablation import SCALES, STUDIES, default_steps, run_study, variant_command
+from escx.experiments.ablation import SCALES, run_study, variant_command
 from escx.experiments.fit_check import check_fit_commands
 from escx.experiments.options import DriverParser, at_least, check_devices, check_seeds
 from escx.experiments.recipes import RECIPES, default_recipe
 from escx.experiments.runs import check_run_folder
+from escx.experiments.studies import STUDIES, default_steps
 
 
 def main(argv: list[str]) -> int:
