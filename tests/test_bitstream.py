@@ -1,4 +1,4 @@
-"""Tests for the .escx bitstream format (escx/bitstream.py, docs/bitstream.md)."""
+"""Tests for the .escx bitstream format (escx/bitstream/, docs/bitstream.md)."""
 
 from __future__ import annotations
 
@@ -268,7 +268,7 @@ def test_failed_write_leaves_no_partial_file(
     def full_disk(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("escx.bitstream.os.fsync", full_disk)
+    monkeypatch.setattr("os.fsync", full_disk)  # any module's fsync: the disk is full
     with pytest.raises(OSError, match="No space left"):
         write_escx(path, nine_kbps[1])
     assert path.read_bytes() == b"previous"  # old file untouched

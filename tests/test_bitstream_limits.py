@@ -17,16 +17,16 @@ from tools_fixtures import make_checkpoint, speech_like, write_wav
 
 from escx.api import load_codec
 from escx.bitstream import (
-    _CRC,
     CODEC_FAMILIES,
     HEADER_SIZE,
     BitstreamError,
     EscxHeader,
-    _block_crc,
     decode_bitstream,
     encode_bitstream,
     pack_header,
 )
+from escx.bitstream.blocks import block_crc
+from escx.bitstream.header import CRC
 
 ESCX = Path(sys.executable).parent / "escx"
 
@@ -60,7 +60,7 @@ def amplification_file(fingerprint: bytes) -> bytes:
     header = EscxHeader(16000, frames * 320, streams, groups, bits, frames, fingerprint)
     blocks = [header.to_bytes()]
     for k in range(streams):
-        blocks += [payload, _CRC.pack(_block_crc(k, payload))]
+        blocks += [payload, CRC.pack(block_crc(k, payload))]
     return b"".join(blocks)
 
 
@@ -172,6 +172,6 @@ def test_a_block_with_nonzero_padding_is_refused():
     )
     payload_end = len(data) - 4
     data[payload_end - 1] |= 1
-    data[payload_end:] = struct.pack("<I", _block_crc(0, bytes(data[HEADER_SIZE:payload_end])))
+    data[payload_end:] = struct.pack("<I", block_crc(0, bytes(data[HEADER_SIZE:payload_end])))
     with pytest.raises(BitstreamError, match="padding"):
         decode_bitstream(bytes(data))

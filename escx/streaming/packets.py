@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from escx.bitstream import CODEC_FAMILIES, FINGERPRINT_SIZE, BitstreamError
+from escx.bitstream.header import CODEC_FAMILIES, FINGERPRINT_SIZE, BitstreamError
 
 STREAM_MAGIC = b"ESCS"
 STREAM_VERSION = 1
