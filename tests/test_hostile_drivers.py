@@ -15,6 +15,8 @@ import pytest
 import yaml
 from training_helpers import ESC, TINY, write_corpus
 
+from escx.commands.common import CommandError
+from escx.experiments.fit_check import TIMEOUT_VARIABLE, check_timeout
 from escx.experiments.sweep import check_sets, expand_command
 from escx.experiments.sweep_file import load_sweep
 from escx.security.limits import MAX_CONFIG_BYTES
@@ -190,6 +192,50 @@ def test_the_demo_reports_errors_on_stderr_in_one_line(sources, tmp_path, case):
     assert words in lines[0] and "Traceback" not in result.stderr
     assert "error" not in result.stdout
     assert _tree(work) == before
+
+
+# $ESCX_FIT_CHECK_TIMEOUT: (driver arguments, setting, words of the one line on stderr). A bad
+# value, or a limit the dry parse of the runs' escx fit options cannot meet (its child alone takes
+# seconds to import Lightning), fails in one line that names the variable.
+TIMEOUT_CASES = {
+    "sweep: abc": (["sweep", "ok.yaml"], "abc",
+                   "ESCX_FIT_CHECK_TIMEOUT='abc' in the environment: write a number of seconds "
+                   "above 0 and at most 86,400 (e.g. ESCX_FIT_CHECK_TIMEOUT=600)"),
+    "ablation: -5": (["ablation", "pretrain"], "-5",
+                     "ESCX_FIT_CHECK_TIMEOUT='-5' in the environment"),
+    "sweep: 0.001 s": (["sweep", "ok.yaml"], "0.001",
+                       "checking the escx fit options of 2 runs took over 0.001 s; on a busy "
+                       "machine allow longer with ESCX_FIT_CHECK_TIMEOUT=SECONDS"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", TIMEOUT_CASES)
+def test_the_fit_check_time_limit_comes_from_the_environment(sources, tmp_path, case):
+    args, setting, words = TIMEOUT_CASES[case]
+    work = _clean_folder(sources, tmp_path)
+    before = _tree(work)
+    result = subprocess.run(
+        [ESCX, *args], cwd=work, env={**ENV, TIMEOUT_VARIABLE: setting},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("escx: error: "), result.stderr[-2000:]
+    assert words in lines[0] and "Traceback" not in result.stderr, lines[0]
+    assert _tree(work) == before
+
+
+def test_the_fit_check_time_limit_defaults_to_120_s_and_10_s_per_run(monkeypatch):
+    monkeypatch.delenv(TIMEOUT_VARIABLE, raising=False)
+    assert check_timeout(3) == 150.0
+    for setting, seconds in (("", 150.0), (" 900 ", 900.0), ("2.5", 2.5), ("86400", 86400.0)):
+        monkeypatch.setenv(TIMEOUT_VARIABLE, setting)
+        assert check_timeout(3) == seconds
+    for setting in ("0", "-1", "nan", "inf", "1e9", "10s", "1\n2"):
+        monkeypatch.setenv(TIMEOUT_VARIABLE, setting)
+        with pytest.raises(CommandError, match=f"^{TIMEOUT_VARIABLE}=") as refused:
+            check_timeout(3)
+        assert "\n" not in str(refused.value)
 
 
 def test_sweep_values_are_checked_for_every_swept_setting():

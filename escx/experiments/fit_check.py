@@ -5,7 +5,8 @@ or a swept value of the wrong type, used to fail every run, one after the other,
 own error. Here every command is parsed once with ``--print_config`` (keys, types, class names,
 config files) and the printed config goes through ``escx fit``'s checks of trainer options
 (devices, steps), all in one child process, so that a mistake fails once, in one line, before
-anything is created.
+anything is created. The check may take 120 s plus 10 s per command; ``$ESCX_FIT_CHECK_TIMEOUT``
+(seconds) sets another limit, for a machine so loaded that the child starts slowly.
 
 Run as ``python -m escx.experiments.fit_check`` it reads a JSON list of argument lists
 (``["fit", ...]``) on stdin and prints a JSON verdict on stdout.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -26,6 +28,9 @@ from escx.commands.common import CommandError
 # Seconds for the whole check: the child imports torch and Lightning (about 5 s) and parses
 # each command in about 0.5 s; a config that takes longer than this to parse is itself a problem.
 TIMEOUT_BASE, TIMEOUT_PER_COMMAND = 120.0, 10.0
+# A limit for the whole check instead (seconds), for a machine so loaded that the child is slow.
+TIMEOUT_VARIABLE = "ESCX_FIT_CHECK_TIMEOUT"
+MAX_TIMEOUT = 86_400.0  # a day; far larger values overflow the wait (1e9 s: OverflowError)
 ESCX_CLI = [sys.executable, "-m", "escx.cli"]
 
 
@@ -35,6 +40,30 @@ def fit_arguments(cmd: Sequence[str]) -> list[str]:
     if cmd[:3] != ESCX_CLI or len(cmd) < 4 or cmd[3] != "fit":
         raise ValueError(f"not an escx fit command: {cmd[:4]}")
     return cmd[3:]
+
+
+def check_timeout(count: int) -> float:
+    """Seconds the check of ``count`` commands may take: ``$ESCX_FIT_CHECK_TIMEOUT`` when set,
+    else ``TIMEOUT_BASE + TIMEOUT_PER_COMMAND * count``.
+
+    Raises:
+        CommandError: the variable is set to something other than seconds above 0 and at most
+            ``MAX_TIMEOUT``.
+    """
+    setting = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not setting:
+        return TIMEOUT_BASE + TIMEOUT_PER_COMMAND * count
+    try:
+        seconds = float(setting)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= MAX_TIMEOUT:  # also refuses nan
+        raise CommandError(
+            f"{TIMEOUT_VARIABLE}={setting!r} in the environment: write a number of seconds above "
+            f"0 and at most {MAX_TIMEOUT:,.0f} (e.g. {TIMEOUT_VARIABLE}=600), or unset it for "
+            f"the default ({TIMEOUT_BASE:.0f} s + {TIMEOUT_PER_COMMAND:.0f} s per run)"
+        )
+    return seconds
 
 
 def check_fit_commands(
@@ -50,12 +79,13 @@ def check_fit_commands(
         env: environment of the runs (default: this process's).
 
     Raises:
-        CommandError: ``LABEL: <escx fit's one-line error>``.
+        CommandError: ``LABEL: <escx fit's one-line error>``; the check took longer than
+            :func:`check_timeout` allows; ``$ESCX_FIT_CHECK_TIMEOUT`` is not a valid limit.
     """
+    timeout = check_timeout(len(commands))  # a bad setting fails even with nothing to check
     if not commands:
         return
     payload = json.dumps([fit_arguments(cmd) for cmd in commands])
-    timeout = TIMEOUT_BASE + TIMEOUT_PER_COMMAND * len(commands)
     environment = {**(env if env is not None else os.environ), "WANDB_MODE": "disabled"}
     try:
         child = subprocess.run(
@@ -67,8 +97,12 @@ def check_fit_commands(
             timeout=timeout,
         )
     except subprocess.TimeoutExpired:
+        runs = f"{len(commands)} run" + ("s" if len(commands) != 1 else "")
+        longer = max(600, math.ceil(4 * timeout))
         raise CommandError(
-            f"checking the escx fit options of {len(commands)} runs took over {timeout:.0f} s"
+            f"checking the escx fit options of {runs} took over {timeout:g} s; on a busy "
+            f"machine allow longer with {TIMEOUT_VARIABLE}=SECONDS in the environment (e.g. "
+            f"{TIMEOUT_VARIABLE}={longer})"
         ) from None
     verdict = _verdict(child.stdout)
     if verdict is None:
