@@ -115,12 +115,30 @@ def test_one_sample_pushes_and_a_one_sample_stream():
     assert codes.shape[-1] == 1 and samples.shape == (1, 1)
 
 
-def test_a_batch_streams_like_its_rows():
-    codec = small_codec("offline")
+@pytest.mark.parametrize("name", ["offline", "causal"])
+def test_a_batch_streams_like_its_rows(name):
+    codec = small_codec(name)
     audio = 0.1 * torch.randn(3, 5000, generator=torch.Generator().manual_seed(2))
     codes, samples = stream(codec, audio, [777] * 7)
     assert torch.equal(codes, codec.encode(audio, codec.max_streams))
     assert samples.shape == (3, 5000)
+
+
+@needs_speech
+def test_the_causal_coder_without_escx_kernels_gives_the_same_codes_and_audio():
+    """The PyTorch route of every causal block (escx's C kernels switched off) streams as the
+    kernel route does."""
+    from escx import kernels
+
+    codec = small_codec("causal")
+    audio = speech(2.0)
+    sizes = random_sizes(audio.shape[-1], seed=4)
+    codes, samples = stream(codec, audio, sizes)
+    with kernels.switched_off():
+        plain_codes, plain_samples = stream(codec, audio, sizes)
+    assert torch.equal(plain_codes, codes)
+    assert torch.equal(codes, codec.encode(audio, codec.max_streams))
+    torch.testing.assert_close(plain_samples, samples, atol=1e-5, rtol=0)
 
 
 def test_the_causal_model_never_reads_ahead_of_its_frame():

@@ -6,7 +6,13 @@ they replace, to float rounding; tests compare the two.
 """
 
 from escx.kernels.build import unavailable_reason
-from escx.kernels.ops import layer_norm, window_attention
+from escx.kernels.ops import layer_norm, prepare_bias, window_attention
 from escx.perf import without_native_kernels as switched_off
 
-__all__ = ["layer_norm", "switched_off", "unavailable_reason", "window_attention"]
+__all__ = [
+    "layer_norm",
+    "prepare_bias",
+    "switched_off",
+    "unavailable_reason",
+    "window_attention",
+]

@@ -19,7 +19,12 @@ def _usable(x: Tensor) -> bool:
 
 
 def window_attention(
-    qkv: Tensor, bias: Tensor, masks: Tensor | None, grid: tuple[int, int, int], heads: int
+    qkv: Tensor,
+    bias: Tensor,
+    masks: Tensor | None,
+    grid: tuple[int, int, int],
+    heads: int,
+    prepared: bool = False,
 ) -> Tensor | None:
     """Multi-head attention inside 4x4 windows.
 
@@ -31,6 +36,8 @@ def window_attention(
             corner window of a shifted grid (``boundary_masks``), or None.
         grid: (B, nh, nw).
         heads: number of heads.
+        prepared: ``bias`` and ``masks`` are already :func:`prepare_bias` output (a caller that
+            attends with the same bias many times prepares it once).
 
     Returns:
         (B * nh * nw, 16, C) in ``qkv``'s dtype, or None.
@@ -42,8 +49,8 @@ def window_attention(
     qkv = qkv.contiguous()
     hd = c3 // (3 * heads)
     out = qkv.new_empty(windows, n, c3 // 3)
-    bias_t = bias.detach().float().transpose(1, 2).contiguous()
-    masks_t = None if masks is None else masks.float().transpose(1, 2).contiguous()
+    bias_t = bias if prepared else prepare_bias(bias)
+    masks_t = masks if prepared or masks is None else prepare_bias(masks)
     status = lib.escx_window_attention(
         qkv.data_ptr(), out.data_ptr(), bias_t.data_ptr(),
         None if masks_t is None else masks_t.data_ptr(),
@@ -51,6 +58,11 @@ def window_attention(
         int(qkv.dtype == torch.bfloat16), torch.get_num_threads(),
     )  # fmt: skip
     return out if status == 0 else None
+
+
+def prepare_bias(bias: Tensor) -> Tensor:
+    """A (..., 16, 16) [query][key] bias or mask as the kernel reads it: fp32, [key][query]."""
+    return bias.detach().float().transpose(-1, -2).contiguous()
 
 
 def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor | None:
