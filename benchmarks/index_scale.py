@@ -75,20 +75,6 @@ def _write_clips(args: tuple[Path, int, int]) -> None:
         sf.write(folder / f"c{i:07d}.flac", audio, 16000)
 
 
-def make_corpus(root: Path, count: int, workers: int) -> Path:
-    """``count`` real clips under ``root/real-<count>`` (kept for reruns)."""
-    corpus = root / f"real-{count}"
-    done = corpus / ".complete"
-    if done.exists():
-        return corpus
-    jobs = [(corpus / f"d{k:04d}", k * FOLDER, min(count, (k + 1) * FOLDER))
-            for k in range((count + FOLDER - 1) // FOLDER)]  # fmt: skip
-    with ProcessPoolExecutor(workers) as pool:
-        list(pool.map(_write_clips, jobs))
-    done.touch()
-    return corpus
-
-
 def _write_small_clips(args: tuple[Path, int, int]) -> None:
     import io
 
@@ -108,18 +94,32 @@ def _write_small_clips(args: tuple[Path, int, int]) -> None:
         (folder / f"c{i:07d}.flac").write_bytes(encodings[i % FOLDER])
 
 
-def make_small_corpus(root: Path, count: int, workers: int) -> Path:
-    """``count`` real 7-KB clips under ``root/small-<count>`` (kept for reruns)."""
-    corpus = root / f"small-{count}"
+WRITERS = {"real": _write_clips, "small": _write_small_clips}
+LABELS = {"real": "real FLAC, 2 s", "small": "real FLAC, 2 s, 7 KB"}
+
+
+def make_corpus(root: Path, kind: str, count: int, workers: int) -> Path:
+    """``count`` clips of ``kind`` (a key of :data:`WRITERS`) under ``root/<kind>-<count>``, in
+    folders of 1,000 (kept for reruns)."""
+    corpus = root / f"{kind}-{count}"
     done = corpus / ".complete"
     if done.exists():
         return corpus
     jobs = [(corpus / f"d{k:04d}", k * FOLDER, min(count, (k + 1) * FOLDER))
             for k in range((count + FOLDER - 1) // FOLDER)]  # fmt: skip
     with ProcessPoolExecutor(workers) as pool:
-        list(pool.map(_write_small_clips, jobs, chunksize=8))
+        list(pool.map(WRITERS[kind], jobs, chunksize=8))
     done.touch()
     return corpus
+
+
+def measure_corpus(root: Path, kind: str, count: int, workers: int) -> dict:
+    """First scan, warm restart and index load of a generated corpus, in fresh processes."""
+    corpus = make_corpus(root, kind, count, workers)
+    index = root / f"{kind}-{count}.csv"
+    index.unlink(missing_ok=True)
+    cases = {w: measure(w, corpus, index, workers) for w in ("first", "warm", "load")}
+    return {"files": count, "entries": LABELS[kind], **cases}
 
 
 def measure(what: str, corpus: Path, index: Path, workers: int) -> dict:
@@ -145,18 +145,10 @@ def main() -> int:
     rows = []
     for count in args.sizes:
         say(f"{count:,} real files")
-        corpus = make_corpus(args.root, count, args.workers)
-        index = args.root / f"real-{count}.csv"
-        index.unlink(missing_ok=True)
-        cases = {w: measure(w, corpus, index, args.workers) for w in ("first", "warm", "load")}
-        rows.append({"files": count, "entries": "real FLAC, 2 s", **cases})
+        rows.append(measure_corpus(args.root, "real", count, args.workers))
     if args.small:
         say(f"{args.small:,} real files (2-s FLAC of a quiet tone, 7 KB each)")
-        corpus = make_small_corpus(args.root, args.small, args.workers)
-        index = args.root / f"small-{args.small}.csv"
-        index.unlink(missing_ok=True)
-        cases = {w: measure(w, corpus, index, args.workers) for w in ("first", "warm", "load")}
-        rows.append({"files": args.small, "entries": "real FLAC, 2 s, 7 KB", **cases})
+        rows.append(measure_corpus(args.root, "small", args.small, args.workers))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"workers": args.workers, "rows": rows}, indent=2) + "\n")
     say("\n| entries | first scan | warm restart | index load (--data.train INDEX.csv) |")
