@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import torch
 import yaml
 from report_pages import parse_report
 from tools_fixtures import HAVE_OPUS
-from training_helpers import ESC, REPO, TINY, logged_losses, write_corpus
+from training_helpers import ESC, REPO, TINY, cli_env, logged_losses, write_corpus
 
 import escx
 from escx.data.datamodule import AudioDataModule
@@ -31,13 +30,6 @@ ESCX = str(Path(sys.executable).parent / "escx")  # the console script pip insta
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     return write_corpus(tmp_path_factory.mktemp("corpus") / "train", 8, 0.6, seed=3)
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1", **extra}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), env.get("PYTHONPATH", "")])
-    env["ESCX_TRUSTED_MODULES"] = "training_helpers"  # configs may name only trusted classes
-    return env
 
 
 def _fit_args(train: Path, root: str, steps: int, *extra: str) -> list[str]:
@@ -107,7 +99,7 @@ def test_ddp_through_the_console_script_from_another_folder(corpus, tmp_path):
                     "--trainer.strategy", "ddp", "--trainer.logger", "false",
                     "--trainer.callbacks+=training_helpers.RankDump")  # fmt: skip
     result = subprocess.run(
-        cmd, cwd=tmp_path, env=_env(ESCX_PROBE_DIR=str(tmp_path)), capture_output=True,
+        cmd, cwd=tmp_path, env=cli_env(ESCX_PROBE_DIR=str(tmp_path)), capture_output=True,
         text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -139,7 +131,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(corpus, tmp_path):
     steps = 12
     loggers = tmp_path / "loggers.yaml"
     loggers.write_text(CSV_AND_WANDB)
-    env = _env(WANDB_MODE="offline", WANDB_SILENT="true")
+    env = cli_env(WANDB_MODE="offline", WANDB_SILENT="true")
     cmd = _fit_args(corpus, ".", steps, "--config", str(loggers))
     (tmp_path / "full").mkdir()
     # Not silent: W&B's own warnings must show in this run for the noise check below.
@@ -205,7 +197,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(corpus, tmp_path):
 
 def test_ctrl_c_exits_130_after_writing_last_ckpt(corpus, tmp_path):
     run = subprocess.Popen(
-        _fit_args(corpus, ".", 500, *CSV_LOGGER), cwd=tmp_path, env=_env(),
+        _fit_args(corpus, ".", 500, *CSV_LOGGER), cwd=tmp_path, env=cli_env(),
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     _wait_for_training(run, tmp_path, rows=2)
@@ -245,7 +237,7 @@ def test_quick_recipe_through_the_console_script(corpus, tmp_path):
     quick = REPO / "experiments" / "recipes" / "quick.yaml"
     args = _fit_args(corpus, "run", 6, "--config", str(quick), "--model.pretrain_steps", "3",
                      "--trainer.log_every_n_steps", "1", *CSV_LOGGER)  # fmt: skip
-    done = subprocess.run(args, cwd=tmp_path, env=_env(), capture_output=True, text=True,
+    done = subprocess.run(args, cwd=tmp_path, env=cli_env(), capture_output=True, text=True,
                           timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     rows = []
@@ -269,7 +261,7 @@ def test_recipe_ablation_with_two_seeds_through_the_console_script(tmp_path):
     args = [ESCX, "ablation", "recipe", "--seeds", "1", "2", "--steps", "2", "--data", str(data),
             "--out", "out", "--eval-files", "1", "--listen", "1", "--no-model-metrics",
             "--config", str(TINY)]  # fmt: skip
-    env = _env(WANDB_MODE="offline")
+    env = cli_env(WANDB_MODE="offline")
     done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / "out"

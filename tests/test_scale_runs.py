@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_helpers import ESC, REPO, TINY, free_port, logged_losses, write_corpus
+from training_helpers import ESC, TINY, cli_env, free_port, logged_losses, write_corpus
 
 ESCX = str(Path(sys.executable).parent / "escx")
 TORCHRUN = str(Path(sys.executable).parent / "torchrun")
@@ -34,16 +34,6 @@ trainer:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     return write_corpus(tmp_path_factory.mktemp("corpus") / "train", 8, 0.6, seed=3)
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1", **extra}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), env.get("PYTHONPATH", "")])
-    env["ESCX_TRUSTED_MODULES"] = "training_helpers"
-    for name in [k for k in env if k.startswith("SLURM_")]:  # only what a test sets
-        del env[name]
-    env.update(extra)
-    return env
 
 
 def _fit(train: Path, root: str, steps: int, *extra: str) -> list[str]:
@@ -68,7 +58,7 @@ def test_two_torchrun_launchers_train_one_model(corpus, tmp_path):
                *_fit(corpus, str(run), 4, "--trainer.num_nodes", "2", "--trainer.devices", "1",
                      "--trainer.accelerator", "cpu", "--trainer.logger", "false",
                      "--trainer.callbacks+=training_helpers.RankDump")]  # fmt: skip
-        env = _env(ESCX_PROBE_DIR=str(tmp_path), OMP_NUM_THREADS="1")
+        env = cli_env(ESCX_PROBE_DIR=str(tmp_path), OMP_NUM_THREADS="1")
         launchers.append(subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.PIPE,
                                           stderr=subprocess.STDOUT, text=True))  # fmt: skip
     outputs = [launcher.communicate(timeout=1800)[0] for launcher in launchers]
@@ -100,7 +90,7 @@ def test_sigusr1_under_slurm_requeues_and_the_same_command_resumes(corpus, tmp_p
     }  # fmt: skip
     cmd = [ESCX, *_fit(corpus, ".", steps, "--config", str(tmp_path / "loggers.yaml"))]
     (tmp_path / "full").mkdir()
-    full = subprocess.run(cmd, cwd=tmp_path / "full", env=_env(**slurm), capture_output=True,
+    full = subprocess.run(cmd, cwd=tmp_path / "full", env=cli_env(**slurm), capture_output=True,
                           text=True, timeout=1800)  # fmt: skip
     assert full.returncode == 0, full.stderr[-3000:]
     reference = logged_losses(tmp_path / "full")
@@ -109,7 +99,7 @@ def test_sigusr1_under_slurm_requeues_and_the_same_command_resumes(corpus, tmp_p
 
     folder = tmp_path / "job"
     folder.mkdir()
-    run = subprocess.Popen(cmd, cwd=folder, env=_env(**slurm), stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(cmd, cwd=folder, env=cli_env(**slurm), stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 1200
     while len(logged_losses(folder)) < 3 and time.monotonic() < deadline:
         assert run.poll() is None, "the run ended before the signal"
@@ -125,13 +115,13 @@ def test_sigusr1_under_slurm_requeues_and_the_same_command_resumes(corpus, tmp_p
     assert 3 <= blob["global_step"] < steps  # saved at a step boundary, mid-run
     assert not list(folder.glob("hpc_ckpt_*"))  # Lightning's mid-step handler did not run
 
-    other = subprocess.run(cmd, cwd=folder, env=_env(**{**slurm, "SLURM_JOB_ID": "999"}),
+    other = subprocess.run(cmd, cwd=folder, env=cli_env(**{**slurm, "SLURM_JOB_ID": "999"}),
                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert other.returncode == 2 and "Traceback" not in other.stderr
     errors = [line for line in other.stderr.splitlines() if line.startswith("escx:")]
     assert len(errors) == 1 and "of SLURM job 4242, and this is job 999" in errors[0]
 
-    requeued = subprocess.run(cmd, cwd=folder, env=_env(**slurm, SLURM_RESTART_COUNT="1"),
+    requeued = subprocess.run(cmd, cwd=folder, env=cli_env(**slurm, SLURM_RESTART_COUNT="1"),
                               capture_output=True, text=True, timeout=1800)  # fmt: skip
     assert requeued.returncode == 0, requeued.stderr[-3000:]
     assert "SLURM job 4242 (restart 1) resumes its run" in requeued.stderr

@@ -18,6 +18,18 @@ TINY = REPO / "tests" / "configs" / "tiny-test.yaml"
 ESC = REPO / "experiments" / "esc.yaml"
 
 
+def cli_env(**extra: str) -> dict[str, str]:
+    """Environment of an ``escx`` subprocess in the training tests: W&B off, unbuffered output,
+    this folder importable and ``training_helpers`` trusted (configs may name its classes),
+    no SLURM variables but those a test sets in ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env.update({"WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"})
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), env.get("PYTHONPATH", "")])
+    env["ESCX_TRUSTED_MODULES"] = "training_helpers"
+    env.update(extra)
+    return env
+
+
 def write_corpus(folder: Path, n_files: int, seconds: float, seed: int) -> Path:
     """Harmonic tones with vibrato and noise bursts: deterministic, speech-band audio."""
     folder.mkdir(parents=True, exist_ok=True)
