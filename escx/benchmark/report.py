@@ -1,4 +1,4 @@
-"""Markdown report of an ``escx bench`` result, with same-run ratios and the issue's targets."""
+"""Markdown report of an ``escx bench`` result, with same-run ratios and escx's speed targets."""
 
 from __future__ import annotations
 
