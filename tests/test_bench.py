@@ -74,6 +74,34 @@ def test_bench_refuses_bad_options_in_one_line(tmp_path, capsys):
     assert err == ["escx: error: --repeats must be positive"]
 
 
+def test_streaming_bench_with_profile_through_the_console_script(tmp_path, small_config):
+    """`escx bench --streaming --profile` from a clean folder: per-frame times, codes equal to
+    whole-signal coding, and where the time goes (operations, matrix products)."""
+    escx_bin = Path(sys.executable).parent / "escx"
+    out = tmp_path / "report"
+    done = subprocess.run(
+        [str(escx_bin), "bench", "--streaming", "--profile", "--config", small_config,
+         "--seconds", "0.5", "-o", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = json.loads((out / "streaming.json").read_text())["models"].values()
+    assert row["codes_equal"] == 1.0
+    assert row["cpu"]["total"]["p50_ms"] > 0
+    profile = row["profile"]
+    assert profile["frames"] == 100 and profile["ops_per_frame"] > 100
+    assert 0 < profile["product_ms_per_frame"] < profile["op_ms_per_frame"]
+    assert "operations per frame" in (out / "streaming.md").read_text()
+
+
+def test_profile_without_streaming_is_one_line(tmp_path, capsys):
+    assert main(["bench", "--profile", "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "escx: error: --profile goes with --streaming (escx bench --streaming --profile)"
+    ]
+
+
 def test_bench_checks_bf16_quality_on_a_separate_trained_model(tmp_path, small_config, model):
     speech = tmp_path / "speech"
     speech.mkdir()

@@ -30,6 +30,12 @@ DEFAULT_MODELS = {
     "causal ESC-Base": ["experiments/esc-causal.yaml"],
 }
 WARMUP_FRAMES = 50  # pushes before timing: kernels built, caches and buffers in steady state
+PROFILE_FRAMES = 100  # pushes under the profiler with --profile, after the timed ones
+# Profiler entries that are matrix products or convolutions (the arithmetic of a frame).
+PRODUCT_OPS = frozenset(
+    {"aten::addmm", "aten::mm", "aten::bmm", "aten::mkldnn_convolution",
+     "mkldnn::_linear_pointwise"}
+)  # fmt: skip
 GOAL_MS = 10.0  # escx's goal: encode + decode p99 per 20 ms frame, causal ESC-Base, one core
 
 
@@ -42,6 +48,13 @@ def add_streaming_arguments(parser: argparse.ArgumentParser) -> None:
         "on one thread (p50, p99), real-time factor, look-ahead and latency, for ESC-Base and "
         "the causal ESC-Base (or --model / --config); --seconds of audio pushed; writes "
         "streaming.json and streaming.md",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="with --streaming: also run PROFILE_FRAMES more frames per model under PyTorch's "
+        "profiler and report operations per frame and the CPU time in matrix products and "
+        "convolutions (where the time goes)",
     )
 
 
@@ -58,8 +71,11 @@ def _summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def measure_model(codec: torch.nn.Module, seconds: float, seed: int = 0) -> dict[str, Any]:
-    """Stream ``seconds`` of audio through ``codec`` frame by frame (after a warm-up)."""
+def measure_model(
+    codec: torch.nn.Module, seconds: float, seed: int = 0, profile: bool = False
+) -> dict[str, Any]:
+    """Stream ``seconds`` of audio through ``codec`` frame by frame (after a warm-up), then,
+    with ``profile``, :data:`PROFILE_FRAMES` more frames under PyTorch's profiler."""
     import torch
 
     from escx.streaming import StreamDecoder, StreamEncoder, latency
@@ -68,7 +84,8 @@ def measure_model(codec: torch.nn.Module, seconds: float, seed: int = 0) -> dict
     spf, rate = codec.samples_per_frame, int(codec.sample_rate)
     frames = max(1, round(seconds * rate / spf))
     generator = torch.Generator().manual_seed(seed)
-    audio = 0.1 * torch.randn(1, (frames + WARMUP_FRAMES) * spf, generator=generator)
+    extra = PROFILE_FRAMES if profile else 0
+    audio = 0.1 * torch.randn(1, (frames + WARMUP_FRAMES + extra) * spf, generator=generator)
     encoder, decoder = StreamEncoder(codec), StreamDecoder(codec)
     cpu: dict[str, list[float]] = {"encode": [], "decode": [], "total": []}
     wall: dict[str, list[float]] = {"encode": [], "decode": [], "total": []}
@@ -86,6 +103,11 @@ def measure_model(codec: torch.nn.Module, seconds: float, seed: int = 0) -> dict
                 store["encode"].append(b - a)
                 store["decode"].append(c - b)
                 store["total"].append(c - a)
+    profiled = None
+    if profile:
+        first = (frames + WARMUP_FRAMES) * spf
+        pieces_of = [audio[:, first + i * spf : first + (i + 1) * spf] for i in range(extra)]
+        profiled = _profile(encoder, decoder, pieces_of, pieces)
     pieces.append(encoder.flush())
     streamed = torch.cat(pieces, dim=-1)
     whole = codec.encode(audio, encoder.n_streams)
@@ -101,6 +123,30 @@ def measure_model(codec: torch.nn.Module, seconds: float, seed: int = 0) -> dict
         "decoder_lookahead_ms": lat.ms(lat.decoder_lookahead),
         "latency_ms": lat.ms(lat.total),
         "codes_equal": float((streamed == whole).float().mean()),
+        **({"profile": profiled} if profiled else {}),
+    }
+
+
+def _profile(encoder: Any, decoder: Any, frames: list, codes_out: list) -> dict[str, float]:
+    """Push ``frames`` through ``encoder`` and ``decoder`` under PyTorch's profiler (the codes
+    go to ``codes_out``); per frame: operations, their CPU time and the part in
+    :data:`PRODUCT_OPS` (the profiler's own cost per operation is included)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for piece in frames:
+            codes = encoder.push(piece)
+            decoder.push(codes)
+            codes_out.append(codes)
+    events = prof.key_averages()
+    n = len(frames)
+    return {
+        "frames": n,
+        "ops_per_frame": sum(e.count for e in events) / n,
+        "op_ms_per_frame": sum(e.self_cpu_time_total for e in events) / n / 1000,
+        "product_ms_per_frame": sum(e.self_cpu_time_total for e in events if e.key in PRODUCT_OPS)
+        / n
+        / 1000,
     }
 
 
@@ -131,6 +177,19 @@ def markdown(result: dict[str, Any]) -> str:
         f"(end to end, algorithmic). Goal: enc + dec p99 <= {GOAL_MS:g} ms for the causal "
         "ESC-Base.",
     ]
+    profiled = {name: row["profile"] for name, row in result["models"].items() if "profile" in row}
+    if profiled:
+        lines += [
+            "",
+            "| model (profiled, enc + dec) | operations per frame | their CPU ms per frame "
+            "| of which matrix products and convolutions ms |",
+            "|---|---|---|---|",
+        ]
+        for name, row in profiled.items():
+            lines.append(
+                f"| {name} | {row['ops_per_frame']:,.0f} | {row['op_ms_per_frame']:.1f} "
+                f"| {row['product_ms_per_frame']:.1f} |"
+            )
     return "\n".join(lines)
 
 
@@ -152,14 +211,14 @@ def run_streaming_command(args: argparse.Namespace, out: Path) -> int:
             from escx.api import load_codec
 
             models[Path(args.model).name] = measure_model(
-                load_codec(args.model).codec, args.seconds
+                load_codec(args.model).codec, args.seconds, profile=args.profile
             )
         else:
             stacks = {" + ".join(args.config): args.config} if args.config else DEFAULT_MODELS
             for name, configs in stacks.items():
                 torch.manual_seed(0)
                 codec = build_codec(*(config_path(c) for c in configs))
-                models[name] = measure_model(codec, args.seconds)
+                models[name] = measure_model(codec, args.seconds, profile=args.profile)
     finally:
         torch.set_num_threads(previous)
     result = {

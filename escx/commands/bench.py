@@ -82,6 +82,8 @@ def main(argv: list[str]) -> int:
     if args.data is not None:
         logging.basicConfig(level=logging.WARNING, format="escx bench: %(message)s")
         return run_data_command(args, out)
+    if args.profile and not args.streaming:
+        raise CommandError("--profile goes with --streaming (escx bench --streaming --profile)")
     if args.streaming:
         return run_streaming_command(args, out)
     if args.onnx is not None:
