@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,9 +90,10 @@ def measure_model(
     encoder, decoder = StreamEncoder(codec), StreamDecoder(codec)
     cpu: dict[str, list[float]] = {"encode": [], "decode": [], "total": []}
     wall: dict[str, list[float]] = {"encode": [], "decode": [], "total": []}
+    timed = WARMUP_FRAMES + frames
+    frame_pieces = audio.split(spf, dim=-1)  # one 20 ms push each; the last `extra` profiled
     pieces = []
-    for i in range(frames + WARMUP_FRAMES):
-        piece = audio[:, i * spf : (i + 1) * spf]
+    for i, piece in enumerate(frame_pieces[:timed]):
         c0, w0 = time.thread_time(), time.perf_counter()
         codes = encoder.push(piece)
         c1, w1 = time.thread_time(), time.perf_counter()
@@ -103,11 +105,7 @@ def measure_model(
                 store["encode"].append(b - a)
                 store["decode"].append(c - b)
                 store["total"].append(c - a)
-    profiled = None
-    if profile:
-        first = (frames + WARMUP_FRAMES) * spf
-        pieces_of = [audio[:, first + i * spf : first + (i + 1) * spf] for i in range(extra)]
-        profiled = _profile(encoder, decoder, pieces_of, pieces)
+    profiled = _profile(encoder, decoder, frame_pieces[timed:], pieces) if profile else None
     pieces.append(encoder.flush())
     streamed = torch.cat(pieces, dim=-1)
     whole = codec.encode(audio, encoder.n_streams)
@@ -127,7 +125,7 @@ def measure_model(
     }
 
 
-def _profile(encoder: Any, decoder: Any, frames: list, codes_out: list) -> dict[str, float]:
+def _profile(encoder: Any, decoder: Any, frames: Sequence, codes_out: list) -> dict[str, float]:
     """Push ``frames`` through ``encoder`` and ``decoder`` under PyTorch's profiler (the codes
     go to ``codes_out``); per frame: operations, their CPU time and the part in
     :data:`PRODUCT_OPS` (the profiler's own cost per operation is included)."""

@@ -55,7 +55,7 @@ class CausalBlockOp(TimeOp):
         self._mask_cache: Tensor | None = None  # (3, N, N) boundary masks of a shifted block
         # (bias table's storage and version, bias, kernel's bias, kernel's masks)
         self._bias_cache: tuple[tuple[int, int], Tensor, Tensor, Tensor | None] | None = None
-        self._indices: dict[tuple, tuple[Tensor, Tensor]] = {}  # (b, h, n, new) -> gather, pick
+        self._indices: dict[tuple, tuple[Tensor, Tensor]] = {}  # (b, h, n, new, device) -> ...
 
     def ready(self, received: int, ended: bool) -> int:
         return received if ended else received - received % self.frame
